@@ -1,0 +1,37 @@
+# MythraGen: `make run` starts the app on its embedded default; `make test` runs the tests.
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint format bench-import clean
+
+run: install
+	bin/run-demo
+
+test: install
+	bin/test
+
+install: $(STAMP)
+
+# torch first, from its CPU wheel: otherwise a dependency pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e '.[ml,dev]'
+	mkdir -p var
+	touch $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench-import: install
+	$(VENV)/bin/python bench/import_wikiart.py
+
+clean:
+	rm -rf var/media var/broker var/celery-results var/test_db.sqlite3

@@ -1,0 +1,122 @@
+"""REST API for the catalog (read-only here; writes go through labelling/generation)."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from catalog import selectors
+from catalog.filters import ArtworkFilter
+from catalog.models import Artist, Artwork, Genre, GenreLabel, Style
+
+
+class ArtistSerializer(serializers.ModelSerializer):
+    artwork_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Artist
+        fields = ["id", "slug", "name", "class_index", "artwork_count"]
+
+
+class StyleSerializer(serializers.ModelSerializer):
+    artwork_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Style
+        fields = ["id", "name", "display_name", "folder", "class_index", "artwork_count"]
+
+
+class GenreSerializer(serializers.ModelSerializer):
+    artwork_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Genre
+        fields = ["id", "name", "display_name", "class_index", "artwork_count"]
+
+
+class ArtworkSerializer(serializers.ModelSerializer):
+    artist = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    artist_name = serializers.CharField(source="artist.name", read_only=True)
+    style = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    genre = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    image = serializers.ImageField(read_only=True, use_url=True)
+    thumbnail = serializers.ImageField(read_only=True, use_url=True)
+
+    class Meta:
+        model = Artwork
+        fields = [
+            "id",
+            "path",
+            "title",
+            "year",
+            "artist",
+            "artist_name",
+            "style",
+            "genre",
+            "genre_source",
+            "genre_confidence",
+            "label_version",
+            "caption",
+            "caption_source",
+            "image",
+            "thumbnail",
+            "image_width",
+            "image_height",
+            "style_split",
+            "genre_split",
+            "artist_split",
+            "is_synthetic",
+        ]
+
+
+class GenreLabelSerializer(serializers.ModelSerializer):
+    genre = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    user = serializers.CharField(source="user.username", read_only=True, default=None)
+
+    class Meta:
+        model = GenreLabel
+        fields = ["id", "genre", "source", "confidence", "model_id", "user", "note", "created_at"]
+
+
+class ArtworkViewSet(viewsets.ReadOnlyModelViewSet):
+    """Artworks with the catalog page's filters (artist, style, genre, has_genre, ...)."""
+
+    serializer_class = ArtworkSerializer
+    filterset_class = ArtworkFilter
+
+    def get_queryset(self):
+        return selectors.artwork_list()
+
+    @extend_schema(responses=GenreLabelSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def labels(self, request, pk=None):
+        """The artwork's full genre-label history, oldest first."""
+        history = selectors.artwork_label_history(self.get_object())
+        return Response(GenreLabelSerializer(history, many=True).data)
+
+
+class ArtistViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = ArtistSerializer
+    lookup_field = "slug"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return selectors.artist_list()
+
+
+class StyleViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = StyleSerializer
+    lookup_field = "name"
+    pagination_class = None
+
+    def get_queryset(self):
+        return selectors.style_list()
+
+
+class GenreViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = GenreSerializer
+    lookup_field = "name"
+    pagination_class = None
+
+    def get_queryset(self):
+        return selectors.genre_list()

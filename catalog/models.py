@@ -1,0 +1,145 @@
+"""The WikiArt catalog: artists, styles, genres, artworks and their genre labels."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Artist(models.Model):
+    """A painter, identified by the slug WikiArt uses in file names (`claude-monet`)."""
+
+    slug = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, db_index=True)
+    # Index in ArtGAN's 23-artist class list, where the artist is one of them.
+    class_index = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Style(models.Model):
+    """An art movement (27 in WikiArt), named as in ArtGAN's class list."""
+
+    name = models.CharField(max_length=100, unique=True)
+    # The image folder, which differs from the class name once (Art_Nouveau_Modern).
+    folder = models.CharField(max_length=100, blank=True)
+    class_index = models.PositiveSmallIntegerField(null=True, blank=True, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        return self.name.replace("_", " ")
+
+
+class Genre(models.Model):
+    """A subject category (10 in WikiArt: portrait, landscape, ...)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    class_index = models.PositiveSmallIntegerField(null=True, blank=True, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        return self.name.replace("_", " ")
+
+
+class LabelSource(models.TextChoices):
+    WIKIART = "wikiart", "WikiArt"
+    VQA = "vqa", "VQA model"
+    CURATOR = "curator", "Curator"
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "train"
+    VAL = "val", "val"
+
+
+class Artwork(models.Model):
+    """One painting, identified by its WikiArt path `<Style folder>/<artist>_<title>.jpg`.
+
+    `genre`, `genre_source` and `genre_confidence` cache the current label, which is
+    always derivable from the artwork's `GenreLabel` history (see
+    `catalog.services.artwork_genre_refresh`); only that service writes them.
+    """
+
+    path = models.CharField(max_length=400, unique=True)
+    title = models.CharField(max_length=300, db_index=True)
+    year = models.PositiveSmallIntegerField(null=True, blank=True)
+    artist = models.ForeignKey(Artist, on_delete=models.PROTECT, related_name="artworks")
+    style = models.ForeignKey(Style, on_delete=models.PROTECT, related_name="artworks")
+    genre = models.ForeignKey(
+        Genre, on_delete=models.PROTECT, related_name="artworks", null=True, blank=True
+    )
+    genre_source = models.CharField(max_length=16, choices=LabelSource.choices, blank=True)
+    genre_confidence = models.FloatField(null=True, blank=True)
+    # Bumped by every label change: curators' edits carry it to detect conflicts.
+    label_version = models.PositiveIntegerField(default=0)
+
+    image = models.ImageField(upload_to="artworks/", blank=True, max_length=500)
+    thumbnail = models.ImageField(upload_to="thumbs/", blank=True, max_length=500)
+    image_width = models.PositiveIntegerField(null=True, blank=True)
+    image_height = models.PositiveIntegerField(null=True, blank=True)
+
+    caption = models.TextField(blank=True)
+    caption_source = models.CharField(max_length=32, blank=True)
+
+    style_split = models.CharField(max_length=8, choices=Split.choices, blank=True)
+    genre_split = models.CharField(max_length=8, choices=Split.choices, blank=True)
+    artist_split = models.CharField(max_length=8, choices=Split.choices, blank=True)
+    # Drawn by `make_demo_catalog`, not a real painting: the UI says so.
+    is_synthetic = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["style", "genre"]),
+            models.Index(fields=["artist", "genre"]),
+            models.Index(fields=["genre_source"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.artist})"
+
+
+class GenreLabel(models.Model):
+    """One assignment of a genre to an artwork, never updated or deleted.
+
+    The history of an artwork's genre is its labels in time order: WikiArt's
+    ground truth at import, a VQA model's zero-shot guess with its confidence, a
+    curator's correction with the user. Precedence for the current label: the latest
+    curator label, else the latest WikiArt label, else the latest VQA label.
+    """
+
+    artwork = models.ForeignKey(Artwork, on_delete=models.CASCADE, related_name="genre_labels")
+    # Null means "no genre" (a curator may clear a wrong label).
+    genre = models.ForeignKey(Genre, on_delete=models.PROTECT, null=True, blank=True)
+    source = models.CharField(max_length=16, choices=LabelSource.choices)
+    confidence = models.FloatField(null=True, blank=True)
+    model_id = models.CharField(max_length=300, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["artwork_id", "created_at", "id"]
+        indexes = [models.Index(fields=["artwork", "source", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.artwork_id}: {self.genre or '(none)'} [{self.source}]"

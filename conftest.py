@@ -1,0 +1,53 @@
+"""Test-wide fixtures: media and caches in temp folders, the demo catalog, helpers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from catalog.demo import write_demo_catalog
+
+SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(settings, tmp_path):
+    """Every test writes media under its own temp folder, never into var/."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(scope="session")
+def demo_source(tmp_path_factory) -> Path:
+    """The synthetic demo catalog, drawn once per session (treat as read-only)."""
+    root = tmp_path_factory.mktemp("demo-src") / "demo"
+    write_demo_catalog(root)
+    return root
+
+
+@pytest.fixture
+def demo_dir(demo_source, tmp_path) -> Path:
+    """A private, writable copy of the demo catalog for one test."""
+    target = tmp_path / "demo"
+    shutil.copytree(demo_source, target)
+    return target
+
+
+@pytest.fixture
+def imported_demo(db, demo_dir):
+    from catalog import services
+
+    return services.wikiart_import(demo_dir)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `postgres` run in the PostgreSQL pass of `make test` only."""
+    for item in items:
+        if "postgres" in item.keywords and connection.vendor != "postgresql":
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="needs PostgreSQL with pgvector: runs in the pgserver:// pass"
+                )
+            )

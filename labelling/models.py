@@ -1,0 +1,1 @@
+"""Labelling: captions and VQA genre labels (the GenreLabel history lives in catalog)."""

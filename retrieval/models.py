@@ -1,0 +1,1 @@
+"""Retrieval: fused embeddings and search indexes (built by the retrieval issue)."""

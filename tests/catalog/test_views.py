@@ -1,0 +1,149 @@
+"""Catalog pages and the REST API share one filter set and show the same artworks."""
+
+import pytest
+from django.urls import reverse
+
+from catalog.models import Artwork, Genre, LabelSource
+from catalog.services import genre_label_add
+
+pytestmark = pytest.mark.django_db
+
+
+def _ids_from_page(response):
+    return [a.id for a in response.context["page"].object_list]
+
+
+def test_catalog_page_lists_artworks_with_thumbnails_and_synthetic_banner(client, imported_demo):
+    response = client.get(reverse("catalog:artwork-list"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "synthetic demo paintings" in html
+    assert html.count('class="card"') == 48  # CATALOG_PAGE_SIZE
+    first = Artwork.objects.order_by("id").first()
+    assert first.thumbnail.url in html and first.title in html
+    assert response.context["page"].paginator.count == Artwork.objects.count()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"style": "Cubism"},
+        {"genre": "portrait"},
+        {"has_genre": "false"},
+        {"has_genre": "true", "style": "Pop_Art"},
+        {"artist": "chiyo-hanabusa"},
+        {"label_source": "wikiart"},
+        {"q": "harbour"},
+        {"split": "val"},
+        {"year_min": "1900", "year_max": "1950"},
+    ],
+)
+def test_ui_and_api_filters_agree(client, imported_demo, params):
+    page = client.get(reverse("catalog:artwork-list"), {**params})
+    api = client.get("/api/artworks/", {**params, "page_size": 500})
+    assert page.status_code == 200 and api.status_code == 200
+    ui_total = page.context["page"].paginator.count
+    assert api.json()["count"] == ui_total
+    assert 0 < ui_total < Artwork.objects.count()
+
+
+def test_filters_select_the_right_artworks(client, imported_demo):
+    data = client.get("/api/artworks/", {"style": "Cubism", "has_genre": "false"}).json()
+    ids = [row["id"] for row in data["results"]]
+    expected = Artwork.objects.filter(style__name="Cubism", genre__isnull=True).values_list(
+        "id", flat=True
+    )
+    assert sorted(ids) == sorted(expected)
+    assert all(row["genre"] is None and row["style"] == "Cubism" for row in data["results"])
+
+
+def test_label_source_filter_finds_curator_labels(client, imported_demo):
+    art = Artwork.objects.first()
+    genre_label_add(art, Genre.objects.get(name="cityscape"), source=LabelSource.CURATOR)
+    data = client.get("/api/artworks/", {"label_source": "curator"}).json()
+    assert [row["id"] for row in data["results"]] == [art.id]
+
+
+def test_pagination_pages_through_everything(client, imported_demo):
+    seen = []
+    for number in (1, 2, 3):
+        response = client.get(reverse("catalog:artwork-list"), {"page": number})
+        seen += _ids_from_page(response)
+    assert sorted(seen) == sorted(Artwork.objects.values_list("id", flat=True))
+    assert (
+        'rel="next"'
+        not in client.get(reverse("catalog:artwork-list"), {"page": 3}).content.decode()
+    )
+
+
+def test_invalid_filter_value_is_a_400_with_a_reason(client, imported_demo):
+    response = client.get("/api/artworks/", {"style": "Not_A_Style"})
+    assert response.status_code == 400
+    assert "style" in response.json()
+    response = client.get("/api/artworks/", {"year_min": "soon"})
+    assert response.status_code == 400 and "year_min" in response.json()
+
+
+def test_invalid_filter_in_ui_shows_the_error_not_a_crash(client, imported_demo):
+    response = client.get(reverse("catalog:artwork-list"), {"style": "Not_A_Style"})
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()
+
+
+def test_artwork_page_shows_metadata_and_label_history(client, imported_demo):
+    art = Artwork.objects.exclude(genre=None).first()
+    genre_label_add(
+        art,
+        Genre.objects.get(name="still_life"),
+        source=LabelSource.VQA,
+        confidence=0.42,
+        model_id="tiny-vqa",
+    )
+    html = client.get(reverse("catalog:artwork-detail", args=[art.id])).content.decode()
+    assert art.title in html and art.artist.name in html and art.path in html
+    assert "WikiArt" in html and "VQA model" in html and "0.42" in html and "tiny-vqa" in html
+    assert art.image.url in html
+
+
+def test_missing_artwork_is_a_404(client, db):
+    assert client.get(reverse("catalog:artwork-detail", args=[999999])).status_code == 404
+
+
+def test_api_artwork_detail_labels_and_vocabularies(client, imported_demo):
+    art = Artwork.objects.exclude(genre=None).first()
+    detail = client.get(f"/api/artworks/{art.id}/").json()
+    assert detail["path"] == art.path and detail["genre"] == art.genre.name
+    assert detail["thumbnail"].startswith("http://testserver/media/thumbs/")
+    labels = client.get(f"/api/artworks/{art.id}/labels/").json()
+    assert [lab["source"] for lab in labels] == ["wikiart"]
+    styles = client.get("/api/styles/").json()
+    assert len(styles) == 27
+    cubism = next(s for s in styles if s["name"] == "Cubism")
+    assert cubism["artwork_count"] == Artwork.objects.filter(style__name="Cubism").count()
+    artist = client.get("/api/artists/ada-vermeil/").json()
+    assert artist["name"] == "Ada Vermeil"
+    assert len(client.get("/api/genres/").json()) == 10
+
+
+def test_api_is_read_only_for_anonymous_users(client, imported_demo):
+    art = Artwork.objects.first()
+    assert client.post("/api/artworks/", {}).status_code in (401, 403)
+    assert client.delete(f"/api/artworks/{art.id}/").status_code in (401, 403)
+
+
+def test_openapi_schema_and_docs_page_work_offline(client, db):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert "/api/artworks/" in paths and "/api/artworks/{id}/labels/" in paths
+    params = {p["name"] for p in paths["/api/artworks/"]["get"]["parameters"]}
+    assert {"style", "genre", "has_genre", "label_source", "artist", "q"} <= params
+    docs = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in docs and "cdn.jsdelivr" not in docs
+
+
+def test_media_files_are_served(client, imported_demo):
+    art = Artwork.objects.first()
+    response = client.get(art.thumbnail.url)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content)[:2] == b"\xff\xd8"  # JPEG

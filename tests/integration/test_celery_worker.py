@@ -1,0 +1,79 @@
+"""A real Celery worker runs a real task against the test database.
+
+Two brokers: kombu's filesystem transport (the embedded default, no server) and
+Redis (production). The worker is a separate process, so the test database must be
+committed data: these tests use transactional test cases.
+"""
+
+import socket
+
+import pytest
+from celery import Celery
+
+from catalog.demo import plan_demo_catalog
+from catalog.models import Artwork
+from tests.helpers import start_worker, stop_worker, wait_result
+
+pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
+
+
+def _redis_up(host="127.0.0.1", port=6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _run_import_through_worker(broker_env: dict, client: Celery, demo_dir, tmp_path):
+    log = tmp_path / "worker.log"
+    worker = start_worker(broker_env, log=log)
+    try:
+        result = client.send_task("catalog.wikiart_import", args=[str(demo_dir)])
+        summary = wait_result(result, worker, log)
+    finally:
+        stop_worker(worker)
+    assert result.state == "SUCCESS"
+    return summary
+
+
+def test_filesystem_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
+    broker_dir, results = tmp_path / "broker", tmp_path / "results"
+    for sub in ("queue", "processed"):
+        (broker_dir / sub).mkdir(parents=True)
+    results.mkdir()
+    client = Celery(broker="filesystem://", backend=f"file://{results}")
+    client.conf.broker_transport_options = {
+        "data_folder_in": str(broker_dir / "queue"),
+        "data_folder_out": str(broker_dir / "queue"),
+        "polling_interval": 0.2,
+    }
+    summary = _run_import_through_worker(
+        {
+            "CELERY_BROKER_URL": "filesystem://",
+            "CELERY_BROKER_DIR": str(broker_dir),
+            "CELERY_RESULT_BACKEND": f"file://{results}",
+        },
+        client,
+        demo_dir,
+        tmp_path,
+    )
+    plan = plan_demo_catalog()
+    assert summary["created"] == len(plan) and summary["error_count"] == 0
+    assert Artwork.objects.count() == len(plan)
+
+
+@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
+def test_redis_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
+    url = "redis://127.0.0.1:6379/14"
+    client = Celery(broker=url, backend=url)
+    client.connection_for_write().default_channel.client.flushdb()
+    summary = _run_import_through_worker(
+        {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url},
+        client,
+        demo_dir,
+        tmp_path,
+    )
+    assert summary["created"] == len(plan_demo_catalog())
+    assert Artwork.objects.filter(is_synthetic=True).count() == summary["created"]
+    assert summary["images_attached"] == summary["created"]
