@@ -19,7 +19,7 @@ app.autodiscover_tasks(["catalog", "labelling", "retrieval", "generation"])
 def _ensure_local_folders() -> None:
     """The filesystem broker and file result backend need their folders to exist."""
     options = app.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
     backend = str(app.conf.result_backend or "")

@@ -39,13 +39,14 @@ def _run_import_through_worker(broker_env: dict, client: Celery, demo_dir, tmp_p
 
 def test_filesystem_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
     broker_dir, results = tmp_path / "broker", tmp_path / "results"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (broker_dir / sub).mkdir(parents=True)
     results.mkdir()
     client = Celery(broker="filesystem://", backend=f"file://{results}")
     client.conf.broker_transport_options = {
         "data_folder_in": str(broker_dir / "queue"),
         "data_folder_out": str(broker_dir / "queue"),
+        "control_folder": str(broker_dir / "control"),
         "polling_interval": 0.2,
     }
     summary = _run_import_through_worker(
