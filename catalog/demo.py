@@ -236,8 +236,8 @@ def _technique(img: Image.Image, style: str, pal, rng: random.Random) -> Image.I
     # Art_Nouveau: soft golden tones with whiplash curves and a decorative border.
     out = Image.blend(img, Image.new("RGB", (w, h), pal[0]), 0.35)
     draw = ImageDraw.Draw(out)
-    for i in range(6):
-        pts = [(x, h / 2 + math.sin(x / 18 + i) * (20 + 8 * i)) for x in range(0, w, 4)]
+    for i in range(3):
+        pts = [(x, h * 0.15 + math.sin(x / 18 + i) * (6 + 4 * i)) for x in range(0, w, 4)]
         draw.line(pts, fill=pal[3 + i % 2], width=2)
     draw.rectangle([3, 3, w - 4, h - 4], outline=pal[4], width=5)
     return out

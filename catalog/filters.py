@@ -1,8 +1,11 @@
 """The one artwork filter set, used by the catalog page and the REST API alike."""
 
 import django_filters
+from django import forms
 
 from catalog.models import Artist, Artwork, Genre, LabelSource, Split, Style
+
+ANY_YES_NO = forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")])
 
 
 class ArtworkFilter(django_filters.FilterSet):
@@ -17,13 +20,20 @@ class ArtworkFilter(django_filters.FilterSet):
         queryset=Genre.objects.all(), to_field_name="name", label="Genre"
     )
     has_genre = django_filters.BooleanFilter(
-        field_name="genre", lookup_expr="isnull", exclude=True, label="Has a genre"
+        field_name="genre",
+        lookup_expr="isnull",
+        exclude=True,
+        label="Has a genre",
+        widget=ANY_YES_NO,
     )
     label_source = django_filters.ChoiceFilter(
         field_name="genre_source", choices=LabelSource.choices, label="Label source"
     )
     has_image = django_filters.BooleanFilter(
-        field_name="image", method="filter_has_image", label="Has an image"
+        field_name="image",
+        method="filter_has_image",
+        label="Has an image",
+        widget=ANY_YES_NO,
     )
     split = django_filters.ChoiceFilter(
         field_name="style_split", choices=Split.choices, label="Split (style task)"
