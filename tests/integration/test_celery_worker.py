@@ -78,3 +78,48 @@ def test_redis_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
     assert summary["created"] == len(plan_demo_catalog())
     assert Artwork.objects.filter(is_synthetic=True).count() == summary["created"]
     assert summary["images_attached"] == summary["created"]
+
+
+@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
+def test_index_rebuild_job_runs_on_a_real_worker_with_progress(imported_demo, tmp_path, settings):
+    """Admin-triggered rebuild: a worker embeds, indexes and reports progress in the Job."""
+    from jobs.models import Job, JobStatus
+    from jobs.services import job_create
+    from tests.helpers import wait_for
+
+    url = "redis://127.0.0.1:6379/13"
+    client = Celery(broker=url, backend=url)
+    client.connection_for_write().default_channel.client.flushdb()
+    log = tmp_path / "worker.log"
+    worker = start_worker(
+        {
+            "CELERY_BROKER_URL": url,
+            "CELERY_RESULT_BACKEND": url,
+            "MYTHRAGEN_INDEX_DIR": str(settings.RETRIEVAL_INDEX_DIR),
+            "MYTHRAGEN_EMBEDDER": "minilm",
+        },
+        log=log,
+    )
+    try:
+        job = job_create("index_rebuild")
+        client.send_task("retrieval.index_rebuild", args=[job.pk])
+        seen_stages = set()
+
+        def finished():
+            current = Job.objects.get(pk=job.pk)
+            if current.stage:
+                seen_stages.add(current.stage.split(":")[0])
+            if worker.poll() is not None:
+                raise AssertionError(log.read_text()[-3000:])
+            return current.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+        wait_for(finished, timeout=180, interval=0.05)
+    finally:
+        stop_worker(worker)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result["n"] == Artwork.objects.count() and job.started_at and job.finished_at
+    assert seen_stages & {"embedding artworks", "building index", "assembling fused vectors"}
+    from retrieval import selectors
+
+    assert selectors.index_status()["version"] == job.result["version"]

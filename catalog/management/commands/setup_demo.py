@@ -13,7 +13,8 @@ from catalog import selectors
 class Command(BaseCommand):
     help = (
         "Prepare the embedded demo: draw and import the synthetic demo catalog if the "
-        "catalog is empty, and create a local admin account if there are no users."
+        "catalog is empty, build the tiny offline models, build the search index if there is "
+        "none, and create a local admin account if there are no users."
     )
 
     def add_arguments(self, parser):
@@ -38,6 +39,11 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write("Catalog already has artworks; not importing the demo catalog.")
+        call_command("build_tiny_models", stdout=self.stdout)
+        from retrieval.selectors import index_status
+
+        if not index_status().get("built"):
+            call_command("build_index", "--no-progress", stdout=self.stdout)
         user_model = get_user_model()
         if not user_model.objects.exists():
             user_model.objects.create_superuser("admin", "", opts["admin_password"])

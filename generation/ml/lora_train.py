@@ -1,0 +1,871 @@
+"""Train one LoRA on Stable Diffusion 1.5 from a handful of (image, caption) pairs.
+
+This module follows the steps of diffusers' `examples/text_to_image/train_text_to_image_lora.py`
+(and the text-encoder part of its DreamBooth LoRA sibling), as one typed function instead of
+an argparse script:
+
+1. load the frozen base components (tokenizer, text encoder, VAE, UNet, DDPM noise scheduler);
+2. add peft LoRA adapters: UNet `to_q/to_k/to_v/to_out.0`, text encoder
+   `q_proj/k_proj/v_proj/out_proj` (`LoraConfig(init_lora_weights="gaussian")`);
+3. AdamW (8-bit from bitsandbytes where it works) over the LoRA parameters only, one param
+   group per learning rate;
+4. each step: VAE latents * scaling_factor, `noise_scheduler.add_noise` at a random timestep,
+   predict with the UNet conditioned on the text encoder, MSE against the epsilon (or the
+   v-prediction target, per the scheduler config), clip the gradient norm, step;
+5. save the LoRA with `StableDiffusionPipeline.save_lora_weights`, *with* the peft configs as
+   adapter metadata (LORA STRENGTH TRAP: without them `load_lora_weights` assumes
+   lora_alpha = r, so an alpha=1, r=32 LoRA reloads 32x too strong).
+
+Additions over the script, all needed by a long-running service:
+
+* Caching. The VAE posterior (mean and log-variance) of each example is computed once and
+  stored in `cache_dir` as a safetensors file keyed by the example key, the base model, the
+  resolution and the crop/flip variant; any later LoRA that includes that example reuses it.
+  Latents are still *sampled* from the cached posterior each step, so a cached run trains
+  exactly like an uncached one. Text embeddings from the frozen text encoder are cached the
+  same way when `train_text_encoder` is False. When the text encoder is trained its outputs
+  change every step, so only the token ids are cached (in memory; they are cheap).
+  `cache_dir=None` turns caching off: the VAE encodes every step, as in the script.
+* Checkpoints. Every `checkpoint_every` steps the LoRA weights, optimizer and LR-scheduler
+  state, the step, the data order and all RNG states go to `work_dir/checkpoint-<step>`
+  (written to a temp folder, then renamed; the last two are kept). A new call with the same
+  settings, base model and examples resumes from the newest compatible checkpoint: the step
+  counter continues and, on a deterministic CPU run, the final weights equal those of an
+  uninterrupted run.
+* Cancellation. `should_stop()` is polled after every optimizer step; when it returns True
+  a checkpoint is saved and `TrainingCancelled` is raised.
+
+Heavy libraries (torch, diffusers, peft, bitsandbytes) are imported inside the functions so
+that importing this module (e.g. for `LoraTrainingConfig`) stays cheap for the web process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._common import (
+    atomic_path,
+    model_fingerprint,
+    multi_adapter_warning_silenced,
+    quiet_ml_logs,
+    require_local_model,
+    sha256_text,
+)
+from .errors import GenerationInputError, ModelUnavailable, TrainingCancelled
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from PIL import Image
+
+METADATA_KEY = "mythragen"  # safetensors metadata entry with the training settings
+METADATA_FORMAT = "mythragen-lora/1"
+TRAINING_ADAPTER = "mythragen_training"
+CHECKPOINT_PREFIX = "checkpoint-"
+CHECKPOINTS_KEPT = 2
+OPTIMIZERS = ("adamw8bit", "adamw")
+PRECISIONS = ("bf16", "fp16", "no")
+
+
+@dataclass
+class LoraTrainingConfig:
+    """Settings of one LoRA training run (defaults: the paper's setting, rank 32 / alpha 1)."""
+
+    rank: int = 32
+    alpha: float = 1.0
+    max_train_steps: int = 4095
+    unet_lr: float = 1e-4
+    text_encoder_lr: float = 5e-5
+    train_text_encoder: bool = True
+    optimizer: str = "adamw8bit"  # "adamw8bit" (bitsandbytes, falls back to "adamw") | "adamw"
+    mixed_precision: str = "bf16"  # "bf16" | "fp16" | "no"; fp32 where the device lacks it
+    resolution: int = 512
+    train_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    lr_scheduler: str = "constant"  # any name diffusers.optimization.get_scheduler knows
+    lr_warmup_steps: int = 0
+    seed: int = 0
+    checkpoint_every: int = 500
+    max_grad_norm: float = 1.0
+    center_crop: bool = True
+    random_flip: bool = False
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-8
+    noise_offset: float = 0.0
+    unet_target_modules: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0")
+    text_encoder_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (tuples as lists), for hashing and for the LoRA metadata."""
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoraTrainingConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for k in ("unet_target_modules", "text_encoder_target_modules"):
+            if k in kwargs:
+                kwargs[k] = tuple(kwargs[k])
+        return cls(**kwargs)
+
+    def validate(self) -> None:
+        checks = [
+            (self.rank >= 1, "rank must be >= 1"),
+            (self.alpha > 0, "alpha must be > 0"),
+            (self.max_train_steps >= 1, "max_train_steps must be >= 1"),
+            (self.unet_lr > 0 and self.text_encoder_lr > 0, "learning rates must be > 0"),
+            (self.resolution >= 8 and self.resolution % 8 == 0, "resolution: multiple of 8"),
+            (self.train_batch_size >= 1, "train_batch_size must be >= 1"),
+            (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
+            (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
+            (self.max_grad_norm > 0, "max_grad_norm must be > 0"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
+            (self.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise GenerationInputError(message)
+
+
+@dataclass
+class TrainingExample:
+    """One training pair. `key` is a stable id supplied by the caller (e.g. artwork id +
+    image hash): it keys the latent cache, so it must change when the image changes."""
+
+    image_path: str | Image.Image
+    caption: str
+    key: str
+
+
+@dataclass
+class TrainResult:
+    output_path: Path
+    steps: int  # the final step counter (== max_train_steps)
+    seconds: float  # wall time of this call, loading included
+    steps_per_second: float  # optimizer steps run by this call / training-loop seconds
+    optimizer_used: str
+    precision_used: str
+    resumed_from_step: int  # 0 for a fresh run
+    cache_hits: int  # latents and text embeddings read from cache_dir
+    cache_misses: int  # ... computed and written to cache_dir
+    final_loss: float
+    loop_seconds: float = 0.0
+    checkpoints: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _load_image(source: str | Image.Image) -> Image.Image:
+    from PIL import Image, ImageOps
+
+    if isinstance(source, Image.Image):
+        img = source
+    else:
+        try:
+            with Image.open(source) as opened:
+                img = ImageOps.exif_transpose(opened)
+                img.load()
+        except (OSError, ValueError) as exc:
+            raise GenerationInputError(f"cannot read training image {source!r}: {exc}") from exc
+    return img.convert("RGB")
+
+
+def preprocess_image(
+    source: str | Image.Image, resolution: int, center_crop: bool, flip: bool, key: str
+) -> torch.Tensor:
+    """Resize (shortest side, bilinear), crop, optionally flip, scale to [-1, 1]: CHW float.
+
+    The script's transforms, in PIL + numpy (torchvision does not run beside torch 2.13 CPU).
+    With `center_crop=False` the crop offset is drawn once per example from its key (not
+    every step), so a cached latent stays valid for that example.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    img = _load_image(source)
+    w, h = img.size
+    scale = resolution / min(w, h)
+    nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+    img = img.resize((nw, nh), Image.Resampling.BILINEAR)
+    if center_crop:
+        left, top = (nw - resolution) // 2, (nh - resolution) // 2
+    else:
+        rng = random.Random(sha256_text("crop", key))
+        left, top = rng.randint(0, nw - resolution), rng.randint(0, nh - resolution)
+    img = img.crop((left, top, left + resolution, top + resolution))
+    if flip:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+def _pick_optimizer(name: str, param_groups: list[dict], config: LoraTrainingConfig, device: str):
+    """AdamW8bit from bitsandbytes when it imports and runs on `device`, else torch AdamW."""
+    import torch
+
+    kwargs = dict(
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.adam_weight_decay,
+        eps=config.adam_epsilon,
+    )
+    if name == "adamw8bit":
+        try:
+            import bitsandbytes as bnb
+
+            probe = torch.nn.Parameter(torch.zeros(4096, device=device))
+            probe_opt = bnb.optim.AdamW8bit([probe], lr=1e-3)
+            probe.grad = torch.ones_like(probe)
+            probe_opt.step()
+            if not torch.isfinite(probe).all():
+                raise RuntimeError("AdamW8bit produced non-finite values")
+            return bnb.optim.AdamW8bit(param_groups, **kwargs), "adamw8bit"
+        except Exception:  # noqa: BLE001 - any failure means: use the portable optimizer
+            pass
+    return torch.optim.AdamW(param_groups, **kwargs), "adamw"
+
+
+def _pick_precision(requested: str, device: str):
+    """(autocast dtype or None, label). CPU-only runs train in fp32 (recorded as such)."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and requested == "bf16" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16, "bf16"
+    if dev.type == "cuda" and requested == "fp16":
+        return torch.float16, "fp16"
+    return None, "fp32"
+
+
+class _FeatureCache:
+    """Latent posteriors and text embeddings as safetensors files under `cache_dir`."""
+
+    def __init__(self, cache_dir: Path | None, model_id: str) -> None:
+        self.dir = Path(cache_dir) if cache_dir is not None else None
+        self.model_id = model_id
+        self.hits = 0
+        self.misses = 0
+
+    def _file(self, kind: str, *parts: object) -> Path:
+        assert self.dir is not None
+        return self.dir / kind / f"{sha256_text(kind, self.model_id, *parts)[:40]}.safetensors"
+
+    def get_or_compute(self, kind: str, parts: tuple, compute: Callable[[], torch.Tensor]):
+        import torch
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, save_file
+
+        if self.dir is None:
+            return compute()
+        path = self._file(kind, *parts)
+        if path.is_file():
+            try:
+                tensor = load_file(path)["value"]
+                self.hits += 1
+                return tensor
+            except (SafetensorError, OSError, KeyError):
+                pass  # a damaged entry is recomputed below
+        tensor = compute().detach().to("cpu", dtype=torch.float32).contiguous()
+        with atomic_path(path, ".safetensors") as tmp:
+            save_file(
+                {"value": tensor},
+                str(tmp),
+                metadata={"kind": kind, "model": self.model_id, "parts": json.dumps(parts)},
+            )
+        self.misses += 1
+        return tensor
+
+
+def _components(base_model: str | Path, pipeline, setting_name: str | None):
+    """The frozen base components: from a passed pipeline, or loaded from disk / a hub id."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    if pipeline is not None:
+        noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
+        return (
+            pipeline.tokenizer,
+            pipeline.text_encoder,
+            pipeline.vae,
+            pipeline.unet,
+            noise_scheduler,
+        )
+    src = str(base_model)
+    require_local_model(src, setting_name)
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer")
+        text_encoder = CLIPTextModel.from_pretrained(src, subfolder="text_encoder")
+        vae = AutoencoderKL.from_pretrained(src, subfolder="vae")
+        unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet")
+        noise_scheduler = DDPMScheduler.from_pretrained(src, subfolder="scheduler")
+    except Exception as exc:  # noqa: BLE001 - every loader failure means the same to callers
+        raise ModelUnavailable(src, f"{type(exc).__name__}: {exc}", setting=setting_name) from exc
+    return tokenizer, text_encoder, vae, unet, noise_scheduler
+
+
+def _lora_state(module, adapter: str) -> dict[str, torch.Tensor]:
+    from peft.utils import get_peft_model_state_dict
+
+    return {
+        k: v.detach().cpu().clone()
+        for k, v in get_peft_model_state_dict(
+            module, adapter_name=adapter, save_embedding_layers=False
+        ).items()
+    }
+
+
+def _fingerprint(config: LoraTrainingConfig, model_id: str, examples: list[TrainingExample]) -> str:
+    """What a checkpoint must match to be resumed (checkpoint_every may change)."""
+    settings = config.to_dict()
+    settings.pop("checkpoint_every")
+    return sha256_text(settings, model_id, [(e.key, e.caption) for e in examples])
+
+
+def _checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    if work_dir.is_dir():
+        for d in work_dir.iterdir():
+            if d.is_dir() and d.name.startswith(CHECKPOINT_PREFIX):
+                suffix = d.name[len(CHECKPOINT_PREFIX) :]
+                if suffix.isdigit() and (d / "state.json").is_file():
+                    found.append((int(suffix), d))
+    return sorted(found)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _trainable(module, adapter: str) -> list:
+    """Only this run's LoRA matrices train (a reused pipeline may hold other adapters)."""
+    params = []
+    for name, param in module.named_parameters():
+        mine = "lora_" in name and f".{adapter}." in f"{name}."
+        param.requires_grad_(mine)
+        if mine:
+            params.append(param)
+    if not params:
+        raise GenerationInputError(f"no LoRA target modules matched in {type(module).__name__}")
+    return params
+
+
+def _remove_adapter(unet, text_encoder, adapter: str, config: LoraTrainingConfig, keep: bool):
+    """Leave a passed pipeline frozen and in eval mode, without the training adapter."""
+    for module in (unet, text_encoder):
+        module.requires_grad_(False)
+        module.eval()
+    if keep:
+        return
+    if adapter in getattr(unet, "peft_config", {}):
+        unet.delete_adapters(adapter)
+    if adapter in getattr(text_encoder, "peft_config", {}):
+        text_encoder.delete_adapter(adapter)
+
+
+def train_lora(
+    base_model: str | Path,
+    examples: list[TrainingExample],
+    output_path: Path,
+    config: LoraTrainingConfig,
+    *,
+    work_dir: Path,
+    cache_dir: Path | None,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    pipeline=None,
+    keep_adapter_name: str | None = None,
+    setting_name: str | None = None,
+) -> TrainResult:
+    """Train a LoRA on `examples` and write it to `output_path` (one safetensors file).
+
+    `pipeline`: a loaded `StableDiffusionPipeline` whose components are reused instead of
+    loading `base_model` again (e.g. a worker's renderer). The training adapter is removed
+    from it afterwards unless `keep_adapter_name` is given, in which case the trained LoRA
+    stays loaded in it under that name (renderable at once, no reload).
+    `progress(step, total)` is called after every optimizer step; an exception it raises
+    aborts training (the last checkpoint stays for a resume).
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F  # noqa: N812 - the script's spelling
+
+    t_start = time.perf_counter()
+    config.validate()
+    if not examples:
+        raise GenerationInputError("the training set is empty")
+    for ex in examples:
+        if not ex.key or not isinstance(ex.caption, str):
+            raise GenerationInputError("every training example needs a key and a caption")
+    if keep_adapter_name is not None and pipeline is None:
+        raise GenerationInputError("keep_adapter_name needs a pipeline to keep the adapter in")
+    output_path, work_dir = Path(output_path), Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for stale in work_dir.glob(f".tmp-{CHECKPOINT_PREFIX}*"):  # a crash while saving
+        shutil.rmtree(stale, ignore_errors=True)
+
+    quiet_ml_logs()
+    from diffusers import StableDiffusionPipeline
+    from diffusers.optimization import get_scheduler
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
+
+    model_id = model_fingerprint(base_model)
+    fingerprint = _fingerprint(config, model_id, examples)
+    adapter = keep_adapter_name or TRAINING_ADAPTER
+
+    # 1. Frozen base components.
+    tokenizer, text_encoder, vae, unet, noise_scheduler = _components(
+        base_model, pipeline, setting_name
+    )
+    for module in (unet, vae, text_encoder):
+        module.requires_grad_(False)
+        module.to(device)
+    autocast_dtype, precision_used = _pick_precision(config.mixed_precision, device)
+
+    # 2. LoRA adapters, as in the script.
+    unet_lora_config = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        init_lora_weights="gaussian",
+        target_modules=list(config.unet_target_modules),
+    )
+    torch.manual_seed(config.seed)  # the gaussian init of lora_A draws from the global RNG
+    with multi_adapter_warning_silenced():  # a reused pipeline may hold rendering LoRAs
+        unet.add_adapter(unet_lora_config, adapter_name=adapter)
+    unet.enable_adapters()  # a pipeline that had `disable_lora()` called keeps layers disabled
+    text_lora_config = None
+    if config.train_text_encoder:
+        text_lora_config = LoraConfig(
+            r=config.rank,
+            lora_alpha=config.alpha,
+            init_lora_weights="gaussian",
+            target_modules=list(config.text_encoder_target_modules),
+        )
+        with multi_adapter_warning_silenced():
+            text_encoder.add_adapter(text_lora_config, adapter_name=adapter)
+        text_encoder.enable_adapters()
+
+    try:
+        unet_params = _trainable(unet, adapter)
+        text_params = _trainable(text_encoder, adapter) if config.train_text_encoder else []
+        params_to_optimize = unet_params + text_params
+        param_groups = [{"params": unet_params, "lr": config.unet_lr}]
+        if text_params:
+            param_groups.append({"params": text_params, "lr": config.text_encoder_lr})
+
+        # 3. Optimizer and LR schedule (the script counts scheduler steps in optimizer steps).
+        optimizer, optimizer_used = _pick_optimizer(config.optimizer, param_groups, config, device)
+        lr_scheduler = get_scheduler(
+            config.lr_scheduler,
+            optimizer=optimizer,
+            num_warmup_steps=config.lr_warmup_steps,
+            num_training_steps=config.max_train_steps,
+        )
+
+        # All training randomness (data order, posterior samples, noise, timesteps) comes from
+        # one generator whose state is checkpointed, so a resumed run draws the same numbers.
+        gen = torch.Generator("cpu").manual_seed(config.seed)
+        order: list[int] = []
+        order_pos = 0
+        step = 0
+        resumed_from = 0
+
+        # Resume from the newest compatible checkpoint.
+        for ckpt_step, ckpt in reversed(_checkpoints(work_dir)):
+            try:
+                state = json.loads((ckpt / "state.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("fingerprint") != fingerprint or ckpt_step > config.max_train_steps:
+                continue
+            weights = load_file(ckpt / "lora.safetensors")
+            unet_sd = {k[5:]: v for k, v in weights.items() if k.startswith("unet.")}
+            set_peft_model_state_dict(unet, unet_sd, adapter_name=adapter)
+            if config.train_text_encoder:
+                te_sd = {k[13:]: v for k, v in weights.items() if k.startswith("text_encoder.")}
+                set_peft_model_state_dict(text_encoder, te_sd, adapter_name=adapter)
+            blobs = torch.load(ckpt / "training_state.pt", map_location="cpu", weights_only=False)
+            optimizer.load_state_dict(blobs["optimizer"])
+            lr_scheduler.load_state_dict(blobs["lr_scheduler"])
+            gen.set_state(blobs["generator"])
+            torch.set_rng_state(blobs["torch_rng"])
+            random.setstate(blobs["python_rng"])
+            np.random.set_state(blobs["numpy_rng"])
+            if blobs.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(blobs["cuda_rng"])
+            order, order_pos = state["order"], state["order_pos"]
+            step = resumed_from = state["step"]
+            break
+
+        cache = _FeatureCache(cache_dir, model_id)
+        vae_scale = vae.config.scaling_factor
+        token_ids: dict[str, torch.Tensor] = {}
+        latent_params: dict[tuple[int, bool], torch.Tensor] = {}
+        text_states: dict[str, torch.Tensor] = {}
+
+        def tokenize(caption: str) -> torch.Tensor:
+            if caption not in token_ids:
+                token_ids[caption] = tokenizer(
+                    caption,
+                    max_length=tokenizer.model_max_length,
+                    padding="max_length",
+                    truncation=True,
+                    return_tensors="pt",
+                ).input_ids
+            return token_ids[caption]
+
+        def encode_posterior(i: int, flip: bool) -> torch.Tensor:
+            ex = examples[i]
+            pixels = preprocess_image(
+                ex.image_path, config.resolution, config.center_crop, flip, ex.key
+            )
+            with (
+                torch.no_grad(),
+                torch.autocast(
+                    torch.device(device).type,
+                    dtype=autocast_dtype or torch.float32,
+                    enabled=autocast_dtype is not None,
+                ),
+            ):
+                return vae.encode(pixels[None].to(device)).latent_dist.parameters.float()
+
+        def posterior(i: int, flip: bool) -> torch.Tensor:
+            if cache.dir is None:  # no cache: encode every step, like the script
+                return encode_posterior(i, flip)
+            if (i, flip) not in latent_params:
+                parts = (examples[i].key, config.resolution, config.center_crop, flip)
+                latent_params[(i, flip)] = cache.get_or_compute(
+                    "latents", parts, lambda: encode_posterior(i, flip)
+                ).to(device)
+            return latent_params[(i, flip)]
+
+        def frozen_text_states(caption: str) -> torch.Tensor:
+            def compute():
+                with torch.no_grad():
+                    return text_encoder(tokenize(caption).to(device), return_dict=False)[0].float()
+
+            if caption not in text_states:
+                text_states[caption] = cache.get_or_compute("text", (caption,), compute).to(device)
+            return text_states[caption]
+
+        def next_indices() -> list[int]:
+            nonlocal order, order_pos
+            picked = []
+            for _ in range(config.train_batch_size):
+                if order_pos >= len(order):  # a new epoch: reshuffle
+                    order = torch.randperm(len(examples), generator=gen).tolist()
+                    order_pos = 0
+                picked.append(order[order_pos])
+                order_pos += 1
+            return picked
+
+        checkpoints_written: list[str] = []
+
+        def save_checkpoint(at_step: int) -> Path:
+            final = work_dir / f"{CHECKPOINT_PREFIX}{at_step}"
+            tmp = work_dir / f".tmp-{CHECKPOINT_PREFIX}{at_step}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            weights = {f"unet.{k}": v for k, v in _lora_state(unet, adapter).items()}
+            if config.train_text_encoder:
+                weights.update(
+                    {f"text_encoder.{k}": v for k, v in _lora_state(text_encoder, adapter).items()}
+                )
+            save_file(
+                {k: v.contiguous() for k, v in weights.items()}, str(tmp / "lora.safetensors")
+            )
+            torch.save(
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "lr_scheduler": lr_scheduler.state_dict(),
+                    "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all()
+                    if torch.cuda.is_available()
+                    else None,
+                    "python_rng": random.getstate(),
+                    "numpy_rng": np.random.get_state(),
+                },
+                tmp / "training_state.pt",
+            )
+            state = {
+                "step": at_step,
+                "fingerprint": fingerprint,
+                "order": order,
+                "order_pos": order_pos,
+                "base_model": str(base_model),
+                "config": config.to_dict(),
+            }
+            (tmp / "state.json").write_text(json.dumps(state))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for _, old in _checkpoints(work_dir)[:-CHECKPOINTS_KEPT]:
+                shutil.rmtree(old, ignore_errors=True)
+            checkpoints_written.append(str(final))
+            return final
+
+        # 4. The training loop.
+        unet.train()
+        if config.train_text_encoder:
+            text_encoder.train()
+        device_type = torch.device(device).type
+        final_loss = float("nan")
+        t_loop = time.perf_counter()
+        steps_run = 0
+        while step < config.max_train_steps:
+            accumulated = 0.0
+            for _micro in range(config.gradient_accumulation_steps):
+                idx = next_indices()
+                flips = [
+                    bool(config.random_flip and torch.rand((), generator=gen).item() < 0.5)
+                    for _ in idx
+                ]
+                params = torch.cat([posterior(i, f) for i, f in zip(idx, flips, strict=True)])
+                # Sample the VAE posterior (DiagonalGaussianDistribution.sample), scale.
+                mean, logvar = params.chunk(2, dim=1)
+                std = torch.exp(0.5 * torch.clamp(logvar, -30.0, 20.0))
+                eps = torch.randn(mean.shape, generator=gen).to(device)
+                latents = (mean + std * eps) * vae_scale
+
+                noise = torch.randn(latents.shape, generator=gen).to(device)
+                if config.noise_offset:
+                    noise += config.noise_offset * torch.randn(
+                        (latents.shape[0], latents.shape[1], 1, 1), generator=gen
+                    ).to(device)
+                bsz = latents.shape[0]
+                timesteps = torch.randint(
+                    0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=gen
+                ).to(device)
+                noisy_latents = noise_scheduler.add_noise(latents, noise, timesteps)
+
+                captions = [examples[i].caption for i in idx]
+                with torch.autocast(
+                    device_type,
+                    dtype=autocast_dtype or torch.float32,
+                    enabled=autocast_dtype is not None,
+                ):
+                    if config.train_text_encoder:
+                        ids = torch.cat([tokenize(c) for c in captions]).to(device)
+                        encoder_hidden_states = text_encoder(ids, return_dict=False)[0]
+                    else:
+                        encoder_hidden_states = torch.cat([frozen_text_states(c) for c in captions])
+
+                    if noise_scheduler.config.prediction_type == "epsilon":
+                        target = noise
+                    elif noise_scheduler.config.prediction_type == "v_prediction":
+                        target = noise_scheduler.get_velocity(latents, noise, timesteps)
+                    else:
+                        raise GenerationInputError(
+                            f"unknown prediction type {noise_scheduler.config.prediction_type}"
+                        )
+                    model_pred = unet(
+                        noisy_latents, timesteps, encoder_hidden_states, return_dict=False
+                    )[0]
+                loss = F.mse_loss(model_pred.float(), target.float(), reduction="mean")
+                (loss / config.gradient_accumulation_steps).backward()
+                accumulated += loss.item() / config.gradient_accumulation_steps
+
+            torch.nn.utils.clip_grad_norm_(params_to_optimize, config.max_grad_norm)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            steps_run += 1
+            final_loss = accumulated
+
+            if step % config.checkpoint_every == 0 and step < config.max_train_steps:
+                save_checkpoint(step)
+            if progress is not None:
+                progress(step, config.max_train_steps)
+            if should_stop is not None and step < config.max_train_steps and should_stop():
+                ckpt = save_checkpoint(step)
+                raise TrainingCancelled(step, str(ckpt))
+        loop_seconds = time.perf_counter() - t_loop
+
+        # 5. Save the LoRA (with adapter metadata: the strength trap) as one file, atomically.
+        unet_lora_layers = convert_state_dict_to_diffusers(_lora_state(unet, adapter))
+        text_lora_layers = (
+            convert_state_dict_to_diffusers(_lora_state(text_encoder, adapter))
+            if config.train_text_encoder
+            else None
+        )
+        info = {
+            "format": METADATA_FORMAT,
+            "base_model": str(base_model),
+            "base_model_fingerprint": model_id,
+            "training": config.to_dict(),
+            "steps": step,
+            "optimizer_used": optimizer_used,
+            "precision_used": precision_used,
+            "examples": [e.key for e in examples],
+            "final_loss": final_loss,
+        }
+        _save_lora_file(
+            output_path,
+            StableDiffusionPipeline,
+            unet_lora_layers,
+            text_lora_layers,
+            unet_lora_config.to_dict(),
+            text_lora_config.to_dict() if text_lora_config is not None else None,
+            info,
+        )
+        _remove_adapter(unet, text_encoder, adapter, config, keep=keep_adapter_name is not None)
+
+        return TrainResult(
+            output_path=output_path,
+            steps=step,
+            seconds=time.perf_counter() - t_start,
+            steps_per_second=steps_run / loop_seconds if loop_seconds > 0 else 0.0,
+            optimizer_used=optimizer_used,
+            precision_used=precision_used,
+            resumed_from_step=resumed_from,
+            cache_hits=cache.hits,
+            cache_misses=cache.misses,
+            final_loss=final_loss,
+            loop_seconds=loop_seconds,
+            checkpoints=checkpoints_written,
+        )
+    except BaseException:
+        _remove_adapter(unet, text_encoder, adapter, config, keep=False)
+        raise
+
+
+def _save_lora_file(
+    output_path: Path,
+    pipeline_cls,
+    unet_layers: dict,
+    text_layers: dict | None,
+    unet_metadata: dict,
+    text_metadata: dict | None,
+    info: dict,
+) -> None:
+    """`save_lora_weights` into a temp folder, then add our metadata and os.replace it."""
+    import tempfile
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".lora-", dir=output_path.parent) as tmp:
+        pipeline_cls.save_lora_weights(
+            tmp,
+            unet_lora_layers=unet_layers,
+            text_encoder_lora_layers=text_layers,
+            weight_name="lora.safetensors",
+            safe_serialization=True,
+            unet_lora_adapter_metadata=unet_metadata,
+            text_encoder_lora_adapter_metadata=text_metadata,
+        )
+        written = Path(tmp) / "lora.safetensors"
+        with safe_open(str(written), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+        metadata[METADATA_KEY] = json.dumps(info, sort_keys=True)
+        with atomic_path(output_path, ".safetensors") as out_tmp:
+            save_file(tensors, str(out_tmp), metadata=metadata)
+
+
+def read_lora_metadata(path: str | Path) -> dict:
+    """The settings stored in a LoRA file: our training info plus the adapter metadata."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise ModelUnavailable(str(path), f"not a readable LoRA file: {exc}") from exc
+    info = json.loads(metadata.get(METADATA_KEY, "{}"))
+    adapter = metadata.get("lora_adapter_metadata")
+    info["adapter_metadata"] = json.loads(adapter) if adapter else None
+    return info
+
+
+def export_lora(path: str | Path, fmt: str, out: Path) -> Path:
+    """Write the LoRA at `path` as `fmt`: "diffusers" (as saved) or "kohya".
+
+    "kohya" is the A1111 / ComfyUI / kohya-ss naming for SD 1.x
+    (`lora_unet_<module>.lora_down.weight`, `lora_te_<module>...`, `<module>.alpha`),
+    converted with diffusers' `convert_unet_state_dict_to_peft` +
+    `convert_state_dict_to_kohya`. Limits: only the LoRA A/B matrices and alphas are
+    written (no DoRA magnitudes, no kohya training metadata beyond `ss_network_dim`/
+    `ss_network_alpha`/`ss_base_model_version`); the UNet keeps diffusers module names
+    (as kohya-ss itself does for SD 1.x); the per-module alpha is the trained alpha (diffusers'
+    converter writes alpha = rank, which would make the LoRA 32x too strong).
+    """
+    import torch
+    from diffusers.utils import (
+        convert_state_dict_to_kohya,
+        convert_state_dict_to_peft,
+        convert_unet_state_dict_to_peft,
+    )
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path, out = Path(path), Path(out)
+    if fmt not in ("diffusers", "kohya"):
+        raise GenerationInputError(f"unknown LoRA export format {fmt!r}: use diffusers or kohya")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata() or {})
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+    if fmt == "diffusers":
+        with atomic_path(out, ".safetensors") as tmp:
+            save_file(state, str(tmp), metadata=metadata)
+        return out
+
+    info = read_lora_metadata(path)
+    adapter_meta = info.get("adapter_metadata") or {}
+    peft_sd: dict[str, torch.Tensor] = {}
+    for prefix in ("unet", "text_encoder"):
+        part = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        if not part:
+            continue
+        # UNet layers are saved as `.lora.down/up`, text-encoder ones as
+        # `.lora_linear_layer.down/up`: both become peft `lora_A/lora_B`.
+        part = convert_unet_state_dict_to_peft(part)
+        if any("lora_linear_layer" in k for k in part):
+            part = convert_state_dict_to_peft(part)
+        if prefix == "text_encoder":  # transformers 5 CLIPTextModel has no `text_model.`
+            part = {
+                k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in part.items()
+            }
+        peft_sd.update({f"{prefix}.{k}": v for k, v in part.items()})
+    kohya = convert_state_dict_to_kohya(peft_sd)
+    renamed: dict[str, torch.Tensor] = {}
+    for key, value in kohya.items():
+        if key.startswith("lora_te1_"):  # SD 1.x has one text encoder: "lora_te_"
+            key = "lora_te_" + key[len("lora_te1_") :]
+        renamed[key] = value
+    for key in list(renamed):
+        if key.endswith(".alpha"):
+            module = "text_encoder" if key.startswith("lora_te_") else "unet"
+            alpha = adapter_meta.get(f"{module}.lora_alpha")
+            if alpha is not None:
+                renamed[key] = torch.tensor(float(alpha))
+    training = info.get("training") or {}
+    kohya_meta = {
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(training.get("rank", "")),
+        "ss_network_alpha": str(training.get("alpha", "")),
+        "ss_base_model_version": "sd_v1",
+        METADATA_KEY: metadata.get(METADATA_KEY, "{}"),
+    }
+    with atomic_path(out, ".safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in renamed.items()}, str(tmp), metadata=kohya_meta)
+    return out

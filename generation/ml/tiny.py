@@ -1,0 +1,292 @@
+"""Tiny, randomly initialised models shaped like the real ones, built from configs.
+
+Nothing is downloaded: the real classes (`UNet2DConditionModel`, `AutoencoderKL`,
+`CLIPTextModel`, `CLIPModel`, `CLIPTokenizer`) are built from small configs, saved with
+`save_pretrained` and reloaded from disk exactly like a real checkpoint. Tests and the
+offline demo use them; their images are noise-like.
+
+TOKENIZER TRAP (transformers 5): `CLIPTokenizer(vocab_file=..., merges_file=...)` silently
+ignores the files (every word becomes unknown). The vocabulary is therefore written as
+`vocab.json` + `merges.txt` and loaded with `CLIPTokenizer.from_pretrained(folder)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from ._common import quiet_ml_logs
+
+TINY_MARKER = "MYTHRAGEN_TINY_MODEL.json"
+TINY_SEED = 0
+TEXT_MAX_LENGTH = 77
+
+# Words a prompt or caption in the demo is likely to contain: each becomes one token.
+_TINY_TEXT = (
+    "a an the of by in on with and style painting portrait landscape still life abstract "
+    "expressionism impressionism cubism surrealism realism romanticism baroque renaissance "
+    "pop art minimalism symbolism monet picasso van gogh rembrandt dali klimt cezanne "
+    "woman man city sea sky river tree trees flowers mountain night blue red yellow green "
+    "light dark oil canvas sketch drawing genre religious cityscape seascape nude "
+    "mythological animal figure face old young house garden field forest water sun moon"
+)
+TINY_WORDS = tuple(_TINY_TEXT.split())
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte-to-printable-character table used by byte-level BPE."""
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs], strict=True))
+
+
+def _learn_bpe(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A minimal byte-level BPE learner: merge until every word is a single token.
+
+    Applying learned merges in rank order reproduces the learned segmentation, so each word
+    of `words` tokenizes to exactly one id, and any other text falls back to byte tokens
+    (never to the unknown token).
+    """
+    byte_chars = list(_bytes_to_unicode().values())
+    vocab_tokens: list[str] = ["<|startoftext|>", "<|endoftext|>"]
+    vocab_tokens += byte_chars + [c + "</w>" for c in byte_chars]
+    enc = _bytes_to_unicode()
+    segs = {}
+    for w in sorted(set(words)):
+        chars = [enc[b] for b in w.encode("utf-8")]
+        chars[-1] += "</w>"
+        segs[w] = chars
+    merges: list[tuple[str, str]] = []
+    while True:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for seg in segs.values():
+            for a, b in zip(seg, seg[1:], strict=False):
+                pairs[(a, b)] += 1
+        if not pairs:
+            break
+        # most frequent pair; ties broken lexicographically so the result is deterministic
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        joined = best[0] + best[1]
+        if joined not in vocab_tokens:
+            vocab_tokens.append(joined)
+        for w, seg in segs.items():
+            out, i = [], 0
+            while i < len(seg):
+                if i + 1 < len(seg) and (seg[i], seg[i + 1]) == best:
+                    out.append(joined)
+                    i += 2
+                else:
+                    out.append(seg[i])
+                    i += 1
+            segs[w] = out
+    return {tok: i for i, tok in enumerate(vocab_tokens)}, merges
+
+
+def write_tiny_tokenizer(out_dir: Path) -> Path:
+    """Write `vocab.json` + `merges.txt` for a CLIP tokenizer and re-save it via transformers."""
+    from transformers import CLIPTokenizer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab, merges = _learn_bpe(list(TINY_WORDS))
+    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (out_dir / "merges.txt").write_text(
+        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
+    )
+    (out_dir / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "CLIPTokenizer", "model_max_length": TEXT_MAX_LENGTH}),
+        encoding="utf-8",
+    )
+    tok = CLIPTokenizer.from_pretrained(out_dir)
+    unk = tok.unk_token_id
+    ids = tok("painting", add_special_tokens=False).input_ids
+    if ids == [unk] or unk in ids:  # the trap: files ignored, every word unknown
+        raise RuntimeError("tiny tokenizer did not load its vocabulary")
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
+def _marker(kind: str) -> dict:
+    return {
+        "tiny": True,
+        "kind": kind,
+        "note": "random weights: images are noise-like, for tests and the offline demo",
+    }
+
+
+def is_tiny_model(path: str | Path) -> bool:
+    """True when `path` is a folder written by `build_tiny_sd` / `build_tiny_clip`."""
+    try:
+        return (Path(path) / TINY_MARKER).is_file()
+    except (TypeError, OSError):
+        return False
+
+
+def _finish(tmp: Path, out_dir: Path) -> Path:
+    """Move a fully written temp folder into place (readers never see a half-built model)."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def build_tiny_sd(out_dir: Path) -> Path:
+    """Build (once) a tiny SD-1.5-shaped pipeline in diffusers format under `out_dir`.
+
+    Idempotent: a folder that already carries the marker is returned as is.
+    """
+    out_dir = Path(out_dir)
+    if is_tiny_model(out_dir) and (out_dir / "model_index.json").is_file():
+        return out_dir
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDPMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    quiet_ml_logs()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-sd-", dir=out_dir.parent))
+    try:
+        tok_dir = write_tiny_tokenizer(tmp / "_tokenizer_src")
+        tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+        torch.manual_seed(TINY_SEED)
+        unet = UNet2DConditionModel(
+            block_out_channels=(32, 64),
+            layers_per_block=2,
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=32,
+        )
+        torch.manual_seed(TINY_SEED + 1)
+        vae = AutoencoderKL(
+            block_out_channels=(16, 16, 32, 32),
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=8,
+            sample_size=64,
+        )
+        torch.manual_seed(TINY_SEED + 2)
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                hidden_size=32,
+                intermediate_size=37,
+                layer_norm_eps=1e-05,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                vocab_size=len(tokenizer),
+                max_position_embeddings=TEXT_MAX_LENGTH,
+            )
+        )
+        scheduler = DDPMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            num_train_timesteps=1000,
+            clip_sample=False,
+            steps_offset=1,
+            prediction_type="epsilon",
+        )
+        pipe = StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.save_pretrained(tmp / "model", safe_serialization=True)
+        (tmp / "model" / TINY_MARKER).write_text(json.dumps(_marker("stable-diffusion-1.5")))
+        _finish(tmp / "model", out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def build_tiny_clip(out_dir: Path) -> Path:
+    """Build (once) a tiny `CLIPModel` + tokenizer + PIL image processor under `out_dir`.
+
+    Used for CLIP-T / CLIP-I evaluation in tests and the demo. The image processor is the
+    PIL backend (`CLIPImageProcessorPil`): torchvision is not usable beside torch 2.13 CPU.
+    """
+    out_dir = Path(out_dir)
+    if is_tiny_model(out_dir) and (out_dir / "config.json").is_file():
+        return out_dir
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    quiet_ml_logs()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-clip-", dir=out_dir.parent))
+    try:
+        tok_dir = write_tiny_tokenizer(tmp / "_tokenizer_src")
+        tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+        config = CLIPConfig(
+            text_config={
+                "hidden_size": 32,
+                "intermediate_size": 37,
+                "num_attention_heads": 4,
+                "num_hidden_layers": 2,
+                "vocab_size": len(tokenizer),
+                "max_position_embeddings": TEXT_MAX_LENGTH,
+                "bos_token_id": tokenizer.bos_token_id,
+                "eos_token_id": tokenizer.eos_token_id,
+                "pad_token_id": tokenizer.pad_token_id,
+            },
+            vision_config={
+                "hidden_size": 32,
+                "intermediate_size": 37,
+                "num_attention_heads": 4,
+                "num_hidden_layers": 2,
+                "image_size": 32,
+                "patch_size": 8,
+            },
+            projection_dim=32,
+        )
+        torch.manual_seed(TINY_SEED + 3)
+        model = CLIPModel(config)
+        processor = CLIPImageProcessorPil(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        )
+        target = tmp / "model"
+        model.save_pretrained(target, safe_serialization=True)
+        tokenizer.save_pretrained(target)
+        processor.save_pretrained(target)
+        (target / TINY_MARKER).write_text(json.dumps(_marker("clip")))
+        _finish(target, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,40 @@
+"""REST API for jobs: their state, for the pages that poll it and for scripts."""
+
+from rest_framework import permissions, serializers, viewsets
+
+from jobs.models import Job
+
+
+class JobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "stage",
+            "done",
+            "total",
+            "progress",
+            "eta_seconds",
+            "error",
+            "params",
+            "result",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class JobViewSet(viewsets.ReadOnlyModelViewSet):
+    """Your own jobs (staff see all)."""
+
+    serializer_class = JobSerializer
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_queryset(self):
+        jobs = Job.objects.all()
+        if not self.request.user.is_staff:
+            jobs = jobs.filter(user=self.request.user)
+        return jobs

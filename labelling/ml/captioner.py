@@ -1,0 +1,147 @@
+"""Image captioning with BLIP-2 (OPT): greedy, deterministic captions for artworks."""
+
+from __future__ import annotations
+
+import threading
+
+from PIL import Image
+
+from .errors import LabellingInputError
+from .loading import (
+    LoadedBlip2,
+    check_batch_size,
+    check_dtype,
+    check_images,
+    load_blip2,
+)
+from .tiny import is_tiny_model
+
+DEFAULT_CAPTION_MODEL_ID = "Salesforce/blip2-opt-2.7b"
+
+
+class Captioner:
+    """Captions PIL images with a BLIP-2 checkpoint (hub id or local folder).
+
+    `load()` is lazy and idempotent; the loaded model is shared with `GenreVQA` for the
+    same (model id, device, dtype). Decoding is greedy (no sampling, one beam), so the
+    same image always gets the same caption, alone or in a batch.
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        device: str = "cpu",
+        dtype: str = "float32",
+        setting_name: str | None = None,
+    ):
+        self.model_id = str(model_id)
+        self.device = device
+        self.dtype = check_dtype(dtype)
+        self.setting_name = setting_name
+        self._loaded: LoadedBlip2 | None = None
+
+    def __repr__(self) -> str:
+        return f"Captioner({self.model_id!r}, device={self.device!r}, dtype={self.dtype!r})"
+
+    def load(self) -> Captioner:
+        """Load the model (once); raises `ModelUnavailable` when it cannot."""
+        if self._loaded is None:
+            self._loaded = load_blip2(self.model_id, self.device, self.dtype, self.setting_name)
+        return self
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._loaded is not None
+
+    @property
+    def is_tiny(self) -> bool:
+        """True for a tiny random-weight model (its captions are meaningless)."""
+        return is_tiny_model(self.model_id)
+
+    def caption(
+        self,
+        images: list[Image.Image],
+        max_new_tokens: int = 30,
+        batch_size: int = 8,
+        prompt: str | None = None,
+    ) -> list[str]:
+        """One caption per image, in order: stripped, whitespace collapsed.
+
+        A generation with no text (the model emitted end-of-text at once) is returned as
+        "" and the caller decides what to store instead. `prompt` (e.g. "a painting of")
+        is fed to the language model after the image; only the continuation is returned.
+        """
+        images = check_images(images)
+        check_batch_size(batch_size)
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise LabellingInputError(f"max_new_tokens must be >= 1, not {max_new_tokens!r}")
+        if not images:
+            return []
+        self.load()
+        captions: list[str] = []
+        for start in range(0, len(images), batch_size):
+            captions += self._caption_batch(
+                images[start : start + batch_size], max_new_tokens, prompt
+            )
+        return captions
+
+    def _caption_batch(
+        self, images: list[Image.Image], max_new_tokens: int, prompt: str | None
+    ) -> list[str]:
+        import torch
+
+        loaded = self._loaded
+        model, tokenizer, config = loaded.model, loaded.tokenizer, loaded.model.config
+        pixel_values = loaded.pixel_values(images)
+        n = len(images)
+        if prompt:
+            # As Blip2Processor does: num_query_tokens <image> placeholders, then the text.
+            input_ids = tokenizer([prompt] * n, return_tensors="pt").input_ids  # BOS + prompt
+            image_ids = torch.full((n, config.num_query_tokens), config.image_token_index)
+            input_ids = torch.cat([image_ids, input_ids], dim=1)
+        else:
+            # Exactly what BLIP-2's generate() builds when given no prompt: images + BOS.
+            start = [config.image_token_index] * config.num_query_tokens
+            start.append(config.text_config.bos_token_id)
+            input_ids = torch.tensor([start] * n)
+        input_ids = input_ids.to(loaded.device)
+        with torch.inference_mode():
+            output = model.generate(
+                pixel_values=pixel_values,
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        if not config.is_encoder_decoder:  # decoder-only LMs return the prompt too
+            output = output[:, input_ids.shape[1] :]
+        texts = tokenizer.batch_decode(output, skip_special_tokens=True)
+        return [" ".join(text.split()) for text in texts]
+
+
+_registry_lock = threading.Lock()
+_registry: dict[tuple[str, str, str], Captioner] = {}
+
+
+def get_captioner(
+    model_id: str = DEFAULT_CAPTION_MODEL_ID,
+    device: str = "cpu",
+    dtype: str = "float32",
+    setting_name: str | None = None,
+) -> Captioner:
+    """The process-wide `Captioner` for (model id, device, dtype), created on first use.
+
+    Not loaded yet: the first `caption()` (or an explicit `load()`) loads it.
+    """
+    key = (str(model_id), str(device), dtype)
+    with _registry_lock:
+        if key not in _registry:
+            _registry[key] = Captioner(model_id, device, dtype, setting_name)
+        return _registry[key]
+
+
+def clear_captioners() -> None:
+    with _registry_lock:
+        _registry.clear()

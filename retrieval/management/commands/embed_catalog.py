@@ -1,0 +1,42 @@
+"""python manage.py embed_catalog: embed artworks whose vectors are missing or stale."""
+
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from retrieval import services
+
+
+class Command(BaseCommand):
+    help = "Embed the catalog (missing or stale vectors only), in batches; resumable."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--batch-size", type=int, default=None)
+        parser.add_argument("--limit", type=int, default=None, help="only the first N artworks")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **opts):
+        bar = tqdm(total=0, unit="artwork", disable=opts["no_progress"] or None, file=sys.stderr)
+
+        def progress(done, total, stage=""):
+            bar.total, bar.n = total, done
+            bar.set_description(stage)
+            bar.refresh()
+
+        try:
+            report = services.embed_catalog(
+                batch_size=opts["batch_size"], progress=progress, limit=opts["limit"]
+            )
+        except services.RetrievalUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            bar.close()
+        tiny = " (TINY stand-in model: vectors are for tests/demo only)" if report.is_tiny else ""
+        self.stdout.write(
+            f"Embedding space: {report.space}{tiny}\n"
+            f"  artworks: {report.artworks:,}; up to date: {report.up_to_date:,}; "
+            f"re-assembled: {report.reassembled:,}\n"
+            f"  embedded: {report.captions_embedded:,} captions, {report.images_embedded:,} "
+            f"images, {report.labels_embedded:,} labels; time: {report.seconds:.1f} s"
+        )

