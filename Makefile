@@ -34,4 +34,4 @@ bench-import: install
 	$(VENV)/bin/python bench/import_wikiart.py
 
 clean:
-	rm -rf var/media var/broker var/celery-results var/test_db.sqlite3
+	rm -rf var/media var/broker var/celery-results var/test_db_*.sqlite3

@@ -64,3 +64,11 @@ def pytest_collection_modifyitems(config, items):
                     reason="needs PostgreSQL with pgvector: runs in the pgserver:// pass"
                 )
             )
+
+
+@pytest.fixture
+def indexed_demo(imported_demo):
+    """The demo catalog, embedded with the offline MiniLM model and indexed."""
+    from retrieval import services
+
+    return services.index_rebuild()

@@ -73,8 +73,8 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(WORK)], check=True)
     WORK.mkdir(parents=True, exist_ok=True)
     figures = {}
+    manage(env, "migrate", "--noinput", "-v0")
     if not args.reuse or not (WORK / "index").exists():
-        manage(env, "migrate", "--noinput", "-v0")
         figures["import_s"], _ = manage(env, "import_wikiart", str(args.data), "--no-progress")
         figures["embed_and_index_s"], out = manage(env, "build_index", "--no-progress")
         print(out.strip())
@@ -155,15 +155,19 @@ def main() -> None:
     flat.add(matrix)
     flat_t, _ = timed(lambda q: flat.search(q[None, :], k))
 
+    row_of = {int(i): n for n, i in enumerate(ids)}
+
     def recall(results):
-        return float(
-            np.mean(
-                [
-                    len(set(map(int, r)) & set(map(int, e))) / k
-                    for r, e in zip(results, exact_r, strict=True)
-                ]
-            )
-        )
+        """Tie-aware recall@k: a returned artwork counts when its exact score reaches the
+        k-th best exact score. Label-slot queries give many artworks identical scores, so
+        plain id overlap with one arbitrary exact top-k would undercount."""
+        values = []
+        for q, r in zip(queries, results, strict=True):
+            exact_scores = matrix @ q
+            kth = np.partition(exact_scores, -k)[-k]
+            got = [int(i) for i in r if int(i) in row_of][:k]
+            values.append(sum(exact_scores[row_of[i]] >= kth - 1e-5 for i in got) / k)
+        return float(np.mean(values))
 
     from retrieval.models import ArtworkVectorMirror
 
@@ -185,12 +189,13 @@ def main() -> None:
 
     client = Client()
     client.get("/api/search/", {"q": prompts[0], "k": k})
-    api_t = []
+    api_t, parts = [], []
     for prompt in prompts:
         t = time.perf_counter()
         response = client.get("/api/search/", {"q": prompt, "k": k})
         api_t.append(time.perf_counter() - t)
         assert response.status_code == 200, response.content[:300]
+        parts.append(response.json()["timings_ms"])
 
     rows = [
         (f"FAISS {loaded.kind} (served)", faiss_t, recall(faiss_r)),
@@ -211,6 +216,10 @@ def main() -> None:
             f"{name:28}{pct(times, 50):>10.3f}{pct(times, 95):>10.3f}{rec_s:>11}"
             f"{base / pct(times, 50):>16.1f}"
         )
+    print(
+        "search API p50 by part (ms): "
+        + ", ".join(f"{key} {np.percentile([p[key] for p in parts], 50):.2f}" for key in parts[0])
+    )
     print(
         "\ntargets: FAISS p50 <= 1 ms with recall@50 >= 0.99 and >= 20x faster than numpy; "
         "API p50 < 25 ms"

@@ -93,7 +93,9 @@ class Artwork(models.Model):
     image_height = models.PositiveIntegerField(null=True, blank=True)
 
     caption = models.TextField(blank=True)
+    # "title" (the title stands in), "model" (a captioning model), "tiny-model", "curator".
     caption_source = models.CharField(max_length=32, blank=True)
+    caption_model = models.CharField(max_length=500, blank=True)
 
     style_split = models.CharField(max_length=8, choices=Split.choices, blank=True)
     genre_split = models.CharField(max_length=8, choices=Split.choices, blank=True)
@@ -106,6 +108,7 @@ class Artwork(models.Model):
 
     class Meta:
         ordering = ["id"]
+        permissions = [("curate_genre", "Can review and correct genre labels")]
         indexes = [
             models.Index(fields=["style", "genre"]),
             models.Index(fields=["artist", "genre"]),
@@ -117,12 +120,13 @@ class Artwork(models.Model):
 
 
 class GenreLabel(models.Model):
-    """One assignment of a genre to an artwork, never updated or deleted.
+    """One assignment of a genre to an artwork, never deleted; only ever retracted.
 
     The history of an artwork's genre is its labels in time order: WikiArt's
     ground truth at import, a VQA model's zero-shot guess with its confidence, a
     curator's correction with the user. Precedence for the current label: the latest
-    curator label, else the latest WikiArt label, else the latest VQA label.
+    curator label, else the latest WikiArt label, else the latest VQA label; retracted
+    labels (an undone bulk operation) do not count but stay visible.
     """
 
     artwork = models.ForeignKey(Artwork, on_delete=models.CASCADE, related_name="genre_labels")
@@ -135,6 +139,12 @@ class GenreLabel(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )
     note = models.CharField(max_length=500, blank=True)
+    # The model's probability for every candidate genre (VQA labels).
+    scores = models.JSONField(null=True, blank=True)
+    # Labels written together by one bulk operation share a batch id (for undo).
+    batch_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # An undone label stays in the history, retracted: it no longer counts.
+    retracted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

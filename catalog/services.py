@@ -331,7 +331,9 @@ def artwork_genre_refresh(artwork_ids: Iterable[int]) -> None:
     ids = list(artwork_ids)
     current: dict[int, GenreLabel] = {}
     rank = {source: i for i, source in enumerate(LABEL_PRECEDENCE)}
-    labels = GenreLabel.objects.filter(artwork_id__in=ids).order_by("created_at", "id")
+    labels = GenreLabel.objects.filter(artwork_id__in=ids, retracted_at__isnull=True).order_by(
+        "created_at", "id"
+    )
     for label in labels:
         best = current.get(label.artwork_id)
         if best is None or rank[label.source] <= rank[best.source]:
@@ -355,6 +357,8 @@ def genre_label_add(
     model_id: str = "",
     user=None,
     note: str = "",
+    scores: dict | None = None,
+    batch_id=None,
 ) -> GenreLabel:
     """Record a new genre label for an artwork and refresh its current genre."""
     with transaction.atomic():
@@ -366,6 +370,8 @@ def genre_label_add(
             model_id=model_id,
             user=user,
             note=note,
+            scores=scores,
+            batch_id=batch_id,
         )
         artwork_genre_refresh([artwork.id])
     artwork.refresh_from_db()

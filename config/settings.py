@@ -5,6 +5,7 @@ defaults give the embedded setup: SQLite in `var/`, a Celery broker that needs n
 server (kombu's filesystem transport), models built offline by `build_tiny_models`.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -88,7 +89,8 @@ else:
     DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file (not :memory:) test database, so a real Celery worker in the tests sees it.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+    # Per process, so two test runs on one machine never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_db_{os.getpid()}.sqlite3")}
     DATABASES["default"].setdefault("OPTIONS", {})
     # Wait rather than fail when the web process and the worker write at once.
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 30)
@@ -112,7 +114,9 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 # put a web server or object storage in front in production).
 SERVE_MEDIA = env.bool("MYTHRAGEN_SERVE_MEDIA", default=True)
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
 
 # --- REST framework and OpenAPI -----------------------------------------------
 REST_FRAMEWORK = {
@@ -162,6 +166,12 @@ RETRIEVAL_MAX_K = 200
 # Captioning and zero-shot genre VQA (one BLIP-2 OPT checkpoint serves both).
 CAPTION_MODEL = env("MYTHRAGEN_CAPTION_MODEL", default="Salesforce/blip2-opt-2.7b")
 VQA_MODEL = env("MYTHRAGEN_VQA_MODEL", default="Salesforce/blip2-opt-2.7b")
+# Candidate genres for zero-shot labelling (comma-separated catalog genre names);
+# empty means every genre in the catalog.
+VQA_GENRES = env.list("MYTHRAGEN_VQA_GENRES", default=[])
+LABEL_BATCH = env.int("MYTHRAGEN_LABEL_BATCH", default=16)
+# Review queue: how many low-confidence candidates are re-ranked by neighbour disagreement.
+REVIEW_CANDIDATES = env.int("MYTHRAGEN_REVIEW_CANDIDATES", default=300)
 # Stable Diffusion 1.5 in diffusers format, and the CLIP backbone for CLIP-T/CLIP-I.
 SD_MODEL = env("MYTHRAGEN_SD_MODEL", default="stable-diffusion-v1-5/stable-diffusion-v1-5")
 CLIP_MODEL = env("MYTHRAGEN_CLIP_MODEL", default="openai/clip-vit-large-patch14")
@@ -192,6 +202,42 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # No global time limit: long tasks (LoRA training) set their own.
 CELERY_TASK_TIME_LIMIT = None
+
+# --- Generation ---------------------------------------------------------------
+# LoRA cache: files, checkpoints and cached VAE latents / text embeddings live here.
+LORA_DIR = Path(env("MYTHRAGEN_LORA_DIR", default=str(VAR_DIR / "loras")))
+# Least-recently-used LoRAs are evicted beyond this size (0: no limit).
+LORA_CACHE_BUDGET_MB = env.int("MYTHRAGEN_LORA_CACHE_BUDGET_MB", default=5120)
+# Training settings (the paper's: rank 32, alpha 1, 4,095 steps at 512 px).
+LORA_STEPS = env.int("MYTHRAGEN_LORA_STEPS", default=4095)
+LORA_RESOLUTION = env.int("MYTHRAGEN_LORA_RESOLUTION", default=512)
+LORA_RANK = env.int("MYTHRAGEN_LORA_RANK", default=32)
+LORA_ALPHA = env.float("MYTHRAGEN_LORA_ALPHA", default=1.0)
+LORA_TRAIN_TEXT_ENCODER = env.bool("MYTHRAGEN_LORA_TRAIN_TEXT_ENCODER", default=True)
+LORA_OPTIMIZER = env("MYTHRAGEN_LORA_OPTIMIZER", default="adamw8bit")
+LORA_CHECKPOINT_EVERY = env.int("MYTHRAGEN_LORA_CHECKPOINT_EVERY", default=500)
+LORA_TIME_LIMIT = env.int("MYTHRAGEN_LORA_TIME_LIMIT", default=6 * 3600)
+# Requests: defaults of the form, and how many queued/running generations a user may have.
+GEN_MAX_QUEUED = env.int("MYTHRAGEN_GEN_MAX_QUEUED", default=3)
+GEN_SIZE = env.int("MYTHRAGEN_GEN_SIZE", default=512)
+GEN_STEPS = env.int("MYTHRAGEN_GEN_STEPS", default=30)
+GEN_K = env.int("MYTHRAGEN_GEN_K", default=10)
+GEN_DTYPE = env("MYTHRAGEN_GEN_DTYPE", default="auto")  # auto: float16 on CUDA, else float32
+# A running generation whose worker has not reported for this long is marked failed.
+GEN_STALE_SECONDS = env.int("MYTHRAGEN_GEN_STALE_SECONDS", default=900)
+# Training and rendering have their own queues (workers: -Q celery,training,rendering).
+CELERY_TASK_ROUTES = {
+    "generation.train": {"queue": "training"},
+    "generation.render": {"queue": "rendering"},
+}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Redis hands an unacknowledged task to another worker after visibility_timeout: it must
+    # outlast the longest training, or a running training would be started twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=LORA_TIME_LIMIT + 3600),
+        "unacked_restore_interval": env.int("CELERY_RESTORE_INTERVAL", default=60),
+        "unacked_restore_throttle": 1,
+    }
 
 # --- Logging ------------------------------------------------------------------
 LOGGING = {

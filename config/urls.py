@@ -6,7 +6,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from catalog import api as catalog_api
+from generation import api as generation_api
 from jobs import api as jobs_api
+from labelling import api as labelling_api
 from retrieval import api as retrieval_api
 
 router = DefaultRouter()
@@ -15,15 +17,36 @@ router.register("artists", catalog_api.ArtistViewSet, basename="artist")
 router.register("styles", catalog_api.StyleViewSet, basename="style")
 router.register("genres", catalog_api.GenreViewSet, basename="genre")
 router.register("jobs", jobs_api.JobViewSet, basename="job")
+router.register("generations", generation_api.GenerationViewSet, basename="generation")
+router.register("loras", generation_api.LoraViewSet, basename="lora")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/search/", retrieval_api.SearchView.as_view(), name="api-search"),
     path("api/artworks/<int:pk>/similar/", retrieval_api.SimilarView.as_view(), name="api-similar"),
     path("api/index/", retrieval_api.IndexView.as_view(), name="api-index"),
+    path("api/review/queue/", labelling_api.ReviewQueueView.as_view(), name="api-review-queue"),
+    path("api/review/bulk/", labelling_api.BulkView.as_view(), name="api-review-bulk"),
+    path(
+        "api/review/bulk/<uuid:op_id>/undo/",
+        labelling_api.BulkUndoView.as_view(),
+        name="api-review-bulk-undo",
+    ),
+    path(
+        "api/artworks/<int:pk>/genre/", labelling_api.GenreCorrectView.as_view(), name="api-genre"
+    ),
+    path(
+        "api/artworks/<int:pk>/accept/", labelling_api.GenreAcceptView.as_view(), name="api-accept"
+    ),
+    path(
+        "api/artworks/<int:pk>/revert/", labelling_api.GenreRevertView.as_view(), name="api-revert"
+    ),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("review/", include("labelling.urls")),
+    path("generate/", include("generation.urls")),
     path("", include("retrieval.urls")),
     path("", include("catalog.urls")),
 ]

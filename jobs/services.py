@@ -72,6 +72,20 @@ def job_stage(job_id: int, stage: str) -> None:
     Job.objects.filter(pk=job_id).update(stage=stage[:200], heartbeat_at=timezone.now())
 
 
+def job_requeue(job_id: int, stage: str) -> None:
+    """Hand a running job on to its next task (another queue): it waits as queued, at `stage`.
+
+    Used by jobs that run as a chain of tasks (generation: prepare -> train -> render), so a
+    job waiting for a busy queue is neither reported running nor taken for a stale one.
+    """
+    Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        status=JobStatus.QUEUED,
+        stage=stage[:200],
+        eta_seconds=None,
+        heartbeat_at=timezone.now(),
+    )
+
+
 def job_succeed(job_id: int, result: dict | None = None) -> None:
     Job.objects.filter(pk=job_id).update(
         status=JobStatus.SUCCEEDED,

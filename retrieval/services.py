@@ -386,6 +386,7 @@ def index_rebuild(*, progress: Progress | None = None, kind: str = "auto") -> In
         kind=kind,
         exact_max=settings.RETRIEVAL_EXACT_MAX,
         progress=build_progress,
+        blocks=4,
         meta={
             "space": space.key,
             "model_id": space.model_id,

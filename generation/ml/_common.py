@@ -59,6 +59,20 @@ def multi_adapter_warning_silenced() -> Iterator[None]:
         yield
 
 
+# peft notes which adapter becomes active when the active one is deleted: expected when a
+# pipeline swaps LoRAs (the renderer activates the ones it needs before every render).
+_PEFT_ADAPTER_DELETED_WARNING = r"Adapter .* was active which is now deleted"
+
+
+@contextlib.contextmanager
+def adapter_deleted_warning_silenced() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=_PEFT_ADAPTER_DELETED_WARNING, category=UserWarning
+        )
+        yield
+
+
 @contextlib.contextmanager
 def numpy_copy_warning_silenced() -> Iterator[None]:
     with warnings.catch_warnings():

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._common import (
+    adapter_deleted_warning_silenced,
     atomic_path,
     model_fingerprint,
     multi_adapter_warning_silenced,
@@ -369,10 +370,11 @@ def _remove_adapter(unet, text_encoder, adapter: str, config: LoraTrainingConfig
         module.eval()
     if keep:
         return
-    if adapter in getattr(unet, "peft_config", {}):
-        unet.delete_adapters(adapter)
-    if adapter in getattr(text_encoder, "peft_config", {}):
-        text_encoder.delete_adapter(adapter)
+    with adapter_deleted_warning_silenced():  # a reused pipeline's LoRA becomes active
+        if adapter in getattr(unet, "peft_config", {}):
+            unet.delete_adapters(adapter)
+        if adapter in getattr(text_encoder, "peft_config", {}):
+            text_encoder.delete_adapter(adapter)
 
 
 def train_lora(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import (
+    adapter_deleted_warning_silenced,
     multi_adapter_warning_silenced,
     numpy_copy_warning_silenced,
     quiet_ml_logs,
@@ -202,13 +203,15 @@ class ArtRenderer:
             self._adapters[name] = key
             return 0.0
         if name in present:  # same name, other file: replace it
-            self.pipe.delete_adapters([name])
+            with adapter_deleted_warning_silenced():
+                self.pipe.delete_adapters([name])
             self._adapters.pop(name, None)
         while len(self._adapters) >= self.max_adapters:
             victim = next((n for n in self._adapters if n not in keep), None)
             if victim is None:
                 break
-            self.pipe.delete_adapters([victim])
+            with adapter_deleted_warning_silenced():
+                self.pipe.delete_adapters([victim])
             self._adapters.pop(victim)
         t0 = time.perf_counter()
         try:

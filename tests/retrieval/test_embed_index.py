@@ -101,11 +101,39 @@ def test_failed_rebuild_keeps_the_old_index_serving(indexed_demo, monkeypatch):
     assert result.index_version == version and len(result.hits) == 5
 
 
-def test_hnsw_is_chosen_above_the_exact_threshold(imported_demo, settings):
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "quiet hills",
+        "a portrait by Ada Vermeil",
+        "cubism",
+        "still life, pop art",
+        "rooftops of lisbon by Farah Quent, ukiyo-e",
+    ],
+)
+def test_slot_index_above_the_exact_threshold_matches_exact_search(imported_demo, settings, prompt):
     settings.RETRIEVAL_EXACT_MAX = 50
     report = services.index_rebuild()
-    assert report.kind == "hnsw"
-    assert len(selectors.artwork_search("quiet hills", k=10).hits) == 10
+    assert report.kind == "slots"
+    from retrieval.ml.index import exact_search
+
+    space = EmbeddingSpace.objects.get()
+    loaded = selectors.index_store(space).current()
+    ids, matrix, _ = services.fused_matrix(space)
+    result = selectors.artwork_search(prompt, k=10)
+    query = None
+    # Recompute the query the same way and compare scores with brute force (ties allowed).
+    from retrieval.ml.fusion import query_vector
+
+    parsed = selectors.prompt_parser().parse(prompt)
+    embedder = services.embedder_get()
+    content = embedder.embed_texts([parsed.content])[0] if parsed.content else None
+    slots = selectors._slot_vectors(space, parsed)
+    query = query_vector(content, dim=space.dim, **{k: v for k, v in slots.items()})
+    exact_scores, _ = exact_search(matrix, ids, query[None, :], 10)
+    assert [h.score for h in result.hits] == pytest.approx(list(exact_scores[0]), abs=1e-5)
+    filtered = loaded.search(query[None, :], 5, allowed_ids=ids[::2])
+    assert set(filtered[1][0]) <= set(ids[::2]) and len(filtered[1][0]) == 5
 
 
 def test_missing_blip2_model_names_the_variable(imported_demo, settings, tmp_path):

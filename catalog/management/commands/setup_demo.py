@@ -44,12 +44,27 @@ class Command(BaseCommand):
 
         if not index_status().get("built"):
             call_command("build_index", "--no-progress", stdout=self.stdout)
+        from catalog.models import Artwork
+
+        lacking = Artwork.objects.filter(genre__isnull=True).exclude(image="")
+        if lacking.exists() and not lacking.filter(genre_labels__source="vqa").exists():
+            call_command("label_genres", "--no-progress", stdout=self.stdout)
+        self._demo_users(opts["admin_password"])
+
+    def _demo_users(self, admin_password: str) -> None:
+        from django.contrib.auth.models import Group
+
         user_model = get_user_model()
-        if not user_model.objects.exists():
-            user_model.objects.create_superuser("admin", "", opts["admin_password"])
-            self.stdout.write(
-                self.style.WARNING(
-                    f"Created the local superuser 'admin' with password {opts['admin_password']!r} "
-                    "(for this local demo only; change it in the admin)."
-                )
+        if user_model.objects.exists():
+            return
+        user_model.objects.create_superuser("admin", "", admin_password)
+        curator = user_model.objects.create_user("curator", "", "curator")
+        curator.groups.add(Group.objects.get(name="curators"))
+        user_model.objects.create_user("artist", "", "artist")
+        self.stdout.write(
+            self.style.WARNING(
+                f"Created local demo accounts: admin / {admin_password} (superuser), "
+                "curator / curator (reviews genre labels), artist / artist (requests "
+                "generations). For this local demo only; change them in the admin."
             )
+        )

@@ -1,0 +1,231 @@
+"""REST API for generation: requests, their live state and results, the LoRA cache."""
+
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from generation import selectors, services
+from generation.models import Generation, LoraCacheEntry
+from jobs.api import JobSerializer
+
+
+class GenerationRequestSerializer(serializers.Serializer):
+    """Types only; `services.generation_params_check` holds the rules (one validator)."""
+
+    prompt = serializers.CharField(max_length=services.MAX_PROMPT, allow_blank=True)
+    negative_prompt = serializers.CharField(
+        required=False, allow_blank=True, max_length=services.MAX_PROMPT
+    )
+    seed = serializers.IntegerField(required=False, allow_null=True)
+    steps = serializers.IntegerField(required=False)
+    guidance = serializers.FloatField(required=False, default=7.5)
+    width = serializers.IntegerField(required=False)
+    height = serializers.IntegerField(required=False)
+    sampler = serializers.CharField(required=False, default="ddim")
+    k = serializers.IntegerField(required=False, help_text="retrieved paintings per LoRA")
+    weight_artist_style = serializers.FloatField(required=False, default=0.6)
+    weight_genre_style = serializers.FloatField(required=False, default=0.4)
+    filters = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        default=dict,
+        help_text=f"sub-collection: any of {', '.join(services.FILTER_NAMES)}",
+    )
+    with_baseline = serializers.BooleanField(required=False, default=True)
+
+    def to_params(self) -> services.GenerationParams:
+        return services.GenerationParams(**self.validated_data)
+
+
+class LoraSerializer(serializers.ModelSerializer):
+    downloads = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LoraCacheEntry
+        fields = [
+            "key",
+            "kind",
+            "label",
+            "status",
+            "artwork_ids",
+            "training_settings",
+            "base_model",
+            "code_version",
+            "size_bytes",
+            "uses",
+            "last_used_at",
+            "created_at",
+            "trained_at",
+            "train_info",
+            "is_tiny",
+            "downloads",
+        ]
+
+    def get_downloads(self, entry) -> dict:
+        url = reverse("generation:lora-download", args=[entry.key])
+        return {fmt: f"{url}?as={fmt}" for fmt in ("diffusers", "kohya")}
+
+
+class GenerationSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(read_only=True)
+    job = JobSerializer(read_only=True)
+    image = serializers.ImageField(read_only=True, use_url=True)
+    baseline_image = serializers.ImageField(read_only=True, use_url=True)
+    lora_artist_style = LoraSerializer(read_only=True)
+    lora_genre_style = LoraSerializer(read_only=True)
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    page = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Generation
+        fields = [
+            "id",
+            "status",
+            "phase",
+            "job",
+            "user",
+            "prompt",
+            "negative_prompt",
+            "seed",
+            "steps",
+            "guidance",
+            "width",
+            "height",
+            "sampler",
+            "k",
+            "weight_artist_style",
+            "weight_genre_style",
+            "filters",
+            "with_baseline",
+            "retrieval",
+            "lora_artist_style",
+            "lora_genre_style",
+            "image",
+            "baseline_image",
+            "baseline_prompt",
+            "provenance",
+            "base_model",
+            "is_tiny",
+            "render_seconds",
+            "rerun_of",
+            "created_at",
+            "finished_at",
+            "page",
+        ]
+
+    def get_page(self, generation) -> str:
+        return reverse("generation:detail", args=[generation.pk])
+
+
+def _error(exc: services.GenerationRequestError) -> Response:
+    if isinstance(exc, services.GenerationLimitError):
+        code = status.HTTP_429_TOO_MANY_REQUESTS
+    elif isinstance(exc, services.GenerationStateError):
+        code = status.HTTP_409_CONFLICT
+    else:
+        code = status.HTTP_400_BAD_REQUEST
+    return Response(exc.errors, status=code)
+
+
+class GenerationViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Request a generation (signed-in users), follow its job, read its result.
+
+    Lists show every finished result plus your own requests (staff see all).
+    """
+
+    serializer_class = GenerationSerializer
+    permission_classes = [permissions.IsAuthenticatedOrReadOnly]
+
+    def get_queryset(self):
+        return selectors.generation_visible(self.request.user)
+
+    @extend_schema(request=GenerationRequestSerializer, responses={202: GenerationSerializer})
+    def create(self, request, *args, **kwargs):
+        query = GenerationRequestSerializer(data=request.data)
+        query.is_valid(raise_exception=True)
+        try:
+            generation = services.generation_request(request.user, query.to_params())
+        except services.GenerationRequestError as exc:
+            return _error(exc)
+        data = GenerationSerializer(generation, context={"request": request}).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    def _controlled(self, request, pk) -> Generation:
+        generation = get_object_or_404(self.get_queryset(), pk=pk)
+        if not selectors.generation_can_control(request.user, generation):
+            raise Http404
+        return generation
+
+    def _respond(self, request, call, pk, code=status.HTTP_200_OK) -> Response:
+        try:
+            generation = call(self._controlled(request, pk))
+        except services.GenerationRequestError as exc:
+            return _error(exc)
+        return Response(GenerationSerializer(generation, context={"request": request}).data, code)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def cancel(self, request, pk=None):
+        """Cancel: a queued job at once, a running one at its next step."""
+        return self._respond(request, services.generation_cancel, pk)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def retry(self, request, pk=None):
+        """Run a failed or cancelled generation again (training resumes from checkpoints)."""
+        return self._respond(
+            request,
+            lambda g: services.generation_retry(g, request.user),
+            pk,
+            status.HTTP_202_ACCEPTED,
+        )
+
+    @extend_schema(request=None, responses={202: GenerationSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def rerun(self, request, pk=None):
+        """A new generation with exactly the same parameters, seed and retrieval sets."""
+        return self._respond(
+            request,
+            lambda g: services.generation_rerun(g, request.user),
+            pk,
+            status.HTTP_202_ACCEPTED,
+        )
+
+
+class LoraViewSet(viewsets.ReadOnlyModelViewSet):
+    """The LoRA cache: entries with size, uses and last use; downloads for signed-in users."""
+
+    serializer_class = LoraSerializer
+    lookup_field = "key"
+    permission_classes = [permissions.IsAuthenticatedOrReadOnly]
+
+    def get_queryset(self):
+        return selectors.lora_cache_list()
+
+    @extend_schema(
+        parameters=[OpenApiParameter("as", str, enum=["diffusers", "kohya"])],
+        responses={(200, "application/octet-stream"): bytes},
+    )
+    @action(detail=True, methods=["get"], permission_classes=[permissions.IsAuthenticated])
+    def download(self, request, key=None):
+        """The LoRA as safetensors: diffusers (as trained) or kohya (A1111/ComfyUI names)."""
+        entry = self.get_object()
+        fmt = request.query_params.get("as", "diffusers")
+        try:
+            path = services.lora_export(entry, fmt)
+        except services.GenerationRequestError as exc:
+            return _error(exc)
+        return FileResponse(
+            open(path, "rb"),  # noqa: SIM115 - FileResponse closes it
+            as_attachment=True,
+            filename=f"mythragen-{entry.kind}-{entry.key[:12]}-{fmt}.safetensors",
+        )

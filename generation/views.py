@@ -1,0 +1,120 @@
+"""Generation pages: the request form, a generation's live page, the gallery, downloads."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from generation import selectors, services
+from generation.forms import GenerationForm
+from generation.models import LoraCacheEntry
+
+
+@login_required
+def generate_view(request):
+    form = GenerationForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                generation = services.generation_request(request.user, form.to_params())
+            except services.GenerationLimitError as exc:
+                form.add_service_errors(exc.errors)
+                status = 429
+            except services.GenerationRequestError as exc:
+                form.add_service_errors(exc.errors)
+            else:
+                return redirect("generation:detail", pk=generation.pk)
+    return render(
+        request,
+        "generation/generate.html",
+        {
+            "form": form,
+            "recent": selectors.user_generations(request.user),
+            "model": selectors.model_status(),
+        },
+        status=status,
+    )
+
+
+def _context(request, generation) -> dict:
+    return {
+        "generation": generation,
+        "job": generation.job,
+        "references": selectors.generation_references(generation),
+        "can_control": selectors.generation_can_control(request.user, generation),
+        "model": selectors.model_status(),
+    }
+
+
+def generation_detail_view(request, pk: int):
+    generation = get_object_or_404(selectors.generation_visible(request.user), pk=pk)
+    return render(request, "generation/detail.html", _context(request, generation))
+
+
+def generation_result_fragment(request, pk: int):
+    """The result part of the page, fetched by the page's script when the job finishes."""
+    generation = get_object_or_404(selectors.generation_visible(request.user), pk=pk)
+    return render(request, "generation/_result.html", _context(request, generation))
+
+
+def _controlled(request, pk: int):
+    generation = get_object_or_404(selectors.generation_visible(request.user), pk=pk)
+    if not selectors.generation_can_control(request.user, generation):
+        raise Http404("not your generation")
+    return generation
+
+
+@login_required
+@require_POST
+def generation_cancel_view(request, pk: int):
+    services.generation_cancel(_controlled(request, pk))
+    messages.info(request, "Cancellation requested.")
+    return redirect("generation:detail", pk=pk)
+
+
+@login_required
+@require_POST
+def generation_retry_view(request, pk: int):
+    try:
+        services.generation_retry(_controlled(request, pk), request.user)
+    except services.GenerationRequestError as exc:
+        messages.error(request, str(exc))
+    return redirect("generation:detail", pk=pk)
+
+
+@login_required
+@require_POST
+def generation_rerun_view(request, pk: int):
+    try:
+        rerun = services.generation_rerun(_controlled(request, pk), request.user)
+    except services.GenerationRequestError as exc:
+        messages.error(request, str(exc))
+        return redirect("generation:detail", pk=pk)
+    return redirect("generation:detail", pk=rerun.pk)
+
+
+def gallery_view(request):
+    page = Paginator(selectors.gallery_list(), 24).get_page(request.GET.get("page"))
+    return render(
+        request, "generation/gallery.html", {"page": page, "model": selectors.model_status()}
+    )
+
+
+@login_required
+def lora_download_view(request, key: str):
+    entry = get_object_or_404(LoraCacheEntry, key=key)
+    fmt = request.GET.get("as", "diffusers")
+    try:
+        path = services.lora_export(entry, fmt)
+    except services.GenerationRequestError as exc:
+        raise Http404(str(exc)) from exc
+    suffix = "" if fmt == "diffusers" else f"-{fmt}"
+    return FileResponse(
+        open(path, "rb"),  # noqa: SIM115 - FileResponse closes it
+        as_attachment=True,
+        filename=f"mythragen-{entry.kind}-{entry.key[:12]}{suffix}.safetensors",
+    )

@@ -1,0 +1,439 @@
+"""Writes for labelling: captions, zero-shot VQA genre labels, curator corrections.
+
+The only layer between the ORM and `labelling.ml` (captioner, genre VQA). Every
+curator write checks the artwork's `label_version` so two curators cannot silently
+overwrite each other, and marks the artwork's retrieval vectors stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from catalog.models import Artwork, Genre, GenreLabel, LabelSource
+from catalog.services import artwork_genre_refresh, genre_label_add
+from labelling.models import BulkOperation
+from retrieval.services import artwork_vectors_mark_stale, ml_device
+
+logger = logging.getLogger(__name__)
+Progress = Callable[[int, int, str], None]
+
+
+class LabellingUnavailable(RuntimeError):
+    """The captioning/VQA model cannot be loaded (the message names the variable)."""
+
+
+class GenreConflict(Exception):
+    """Someone else changed the artwork's genre since the curator loaded it."""
+
+    def __init__(self, artwork: Artwork, expected: int) -> None:
+        label = (
+            artwork.genre_labels.select_related("user", "genre")
+            .filter(retracted_at__isnull=True)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        who = (
+            label.user.get_username()
+            if label and label.user
+            else (label.get_source_display() if label else "someone")
+        )
+        genre = artwork.genre.display_name if artwork.genre else "no genre"
+        super().__init__(
+            f"Conflict: {who} changed this artwork's genre to {genre} while you were looking "
+            f"at it (version {expected} -> {artwork.label_version}). Reload and decide again."
+        )
+        self.current_version = artwork.label_version
+        self.current_genre = artwork.genre.name if artwork.genre else None
+
+
+def _load_image(name: str):
+    from PIL import Image
+
+    with default_storage.open(name, "rb") as fh:
+        return Image.open(fh).convert("RGB")
+
+
+# --- Captions -----------------------------------------------------------------------------
+
+
+@dataclass
+class CaptionReport:
+    model_id: str
+    is_tiny: bool
+    captioned: int = 0
+    without_image: int = 0
+    seconds: float = 0.0
+
+
+def captioner_get():
+    from labelling.ml.captioner import get_captioner
+    from labelling.ml.errors import ModelUnavailable
+
+    try:
+        return get_captioner(
+            settings.CAPTION_MODEL, device=ml_device(), setting_name="MYTHRAGEN_CAPTION_MODEL"
+        ).load()
+    except ModelUnavailable as exc:
+        raise LabellingUnavailable(str(exc)) from exc
+
+
+def captions_generate(
+    *,
+    overwrite: bool = False,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> CaptionReport:
+    """Caption artworks that have an image (and no model caption yet, unless overwrite).
+
+    Artworks without an image keep their title as caption (source "title"). A changed
+    caption makes the artwork's retrieval vectors stale by itself (the caption text is
+    part of what was embedded).
+    """
+    started = time.monotonic()
+    captioner = captioner_get()
+    report = CaptionReport(model_id=settings.CAPTION_MODEL, is_tiny=captioner.is_tiny)
+    source = "tiny-model" if captioner.is_tiny else "model"
+    todo = Artwork.objects.exclude(image="").order_by("id")
+    if not overwrite:
+        todo = todo.exclude(caption_source__in=["model", "tiny-model", "curator"])
+    ids = list(
+        todo.values_list("id", flat=True)[:limit] if limit else todo.values_list("id", flat=True)
+    )
+    report.without_image = Artwork.objects.filter(image="").count()
+    batch_size = batch_size or settings.LABEL_BATCH
+    for start in range(0, len(ids), batch_size):
+        chunk = list(Artwork.objects.filter(id__in=ids[start : start + batch_size]).order_by("id"))
+        captions = captioner.caption([_load_image(a.image.name) for a in chunk])
+        with transaction.atomic():
+            for art, text in zip(chunk, captions, strict=True):
+                art.caption = text.strip() or art.title
+                art.caption_source = source if text.strip() else "title"
+                art.caption_model = settings.CAPTION_MODEL if text.strip() else ""
+            Artwork.objects.bulk_update(chunk, ["caption", "caption_source", "caption_model"])
+        report.captioned += len(chunk)
+        if progress:
+            progress(min(start + batch_size, len(ids)), len(ids), "captioning")
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# --- Zero-shot genre labels ------------------------------------------------------------------
+
+
+def vqa_get():
+    from labelling.ml.errors import ModelUnavailable
+    from labelling.ml.vqa import get_vqa
+
+    try:
+        return get_vqa(
+            settings.VQA_MODEL, device=ml_device(), setting_name="MYTHRAGEN_VQA_MODEL"
+        ).load()
+    except ModelUnavailable as exc:
+        raise LabellingUnavailable(str(exc)) from exc
+
+
+def candidate_genres(names: Iterable[str] | None = None) -> list[Genre]:
+    """The genre set the VQA model chooses from: given names, the setting, or all."""
+    wanted = list(names or settings.VQA_GENRES)
+    genres = list(Genre.objects.order_by("name"))
+    if not wanted:
+        return genres
+    by_name = {g.name: g for g in genres}
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise ValueError(f"Unknown genre(s): {', '.join(unknown)}; known: {', '.join(by_name)}")
+    return [by_name[n] for n in wanted]
+
+
+@dataclass
+class LabelReport:
+    model_id: str
+    is_tiny: bool
+    genres: list[str]
+    labelled: int = 0
+    without_image: int = 0
+    remaining: int = 0
+    by_genre: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def genres_label(
+    *,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    genres: Iterable[str] | None = None,
+    progress: Progress | None = None,
+) -> LabelReport:
+    """Label the genre of artworks that have none, zero-shot, with the VQA model.
+
+    Each result is a new `GenreLabel` (source vqa, model id, confidence, per-genre
+    probabilities). Batches commit as they finish, and labelled artworks no longer lack
+    a genre, so an interrupted run resumes where it stopped. A curator's label always
+    wins over these (see catalog.services.LABEL_PRECEDENCE).
+    """
+    started = time.monotonic()
+    candidates = candidate_genres(genres)
+    if not candidates:
+        raise ValueError("The catalog has no genres to choose from.")
+    vqa = vqa_get()
+    names = [g.name for g in candidates]
+    report = LabelReport(model_id=settings.VQA_MODEL, is_tiny=vqa.is_tiny, genres=names)
+    unlabelled = Artwork.objects.filter(genre__isnull=True)
+    report.without_image = unlabelled.filter(image="").count()
+    ids = list(unlabelled.exclude(image="").order_by("id").values_list("id", flat=True))
+    if limit:
+        ids = ids[:limit]
+    note = "TINY stand-in model (random weights)" if vqa.is_tiny else ""
+    batch_size = batch_size or settings.LABEL_BATCH
+    for start in range(0, len(ids), batch_size):
+        chunk = list(
+            Artwork.objects.filter(
+                id__in=ids[start : start + batch_size], genre__isnull=True
+            ).order_by("id")
+        )
+        predictions = vqa.predict([_load_image(a.image.name) for a in chunk], names)
+        with transaction.atomic():
+            for art, (name, confidence, probs) in zip(chunk, predictions, strict=True):
+                genre = candidates[names.index(name)]
+                genre_label_add(
+                    art,
+                    genre,
+                    source=LabelSource.VQA,
+                    confidence=float(confidence),
+                    model_id=settings.VQA_MODEL,
+                    note=note,
+                    scores={n: round(float(p), 6) for n, p in zip(names, probs, strict=True)},
+                )
+                report.by_genre[name] = report.by_genre.get(name, 0) + 1
+            artwork_vectors_mark_stale([a.pk for a in chunk])
+        report.labelled += len(chunk)
+        if progress:
+            progress(min(start + batch_size, len(ids)), len(ids), "labelling genres")
+    report.remaining = Artwork.objects.filter(genre__isnull=True).exclude(image="").count()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def labelling_evaluate(
+    *, sample: int = 500, seed: int = 0, genres: Iterable[str] | None = None, n_buckets: int = 5
+) -> dict:
+    """Run the VQA labeller on held-out artworks whose WikiArt genre is known.
+
+    Held-out: artworks in the genre task's val split that have a WikiArt label and an image
+    (any with a WikiArt label and an image if the split is empty). Nothing is written.
+    """
+    import random
+
+    from labelling.ml.evaluation import classification_report
+
+    candidates = candidate_genres(genres)
+    names = [g.name for g in candidates]
+    pool = Artwork.objects.filter(genre__name__in=names, genre_source=LabelSource.WIKIART).exclude(
+        image=""
+    )
+    held_out = pool.filter(genre_split="val")
+    chosen = list((held_out if held_out.exists() else pool).values_list("id", flat=True))
+    random.Random(seed).shuffle(chosen)
+    chosen = chosen[:sample]
+    vqa = vqa_get()
+    y_true, y_pred, conf = [], [], []
+    started = time.monotonic()
+    for start in range(0, len(chosen), settings.LABEL_BATCH):
+        chunk = list(
+            Artwork.objects.filter(
+                id__in=chosen[start : start + settings.LABEL_BATCH]
+            ).select_related("genre")
+        )
+        for art, (name, confidence, _p) in zip(
+            chunk, vqa.predict([_load_image(a.image.name) for a in chunk], names), strict=True
+        ):
+            y_true.append(art.genre.name)
+            y_pred.append(name)
+            conf.append(float(confidence))
+    report = classification_report(y_true, y_pred, conf, names, n_buckets=n_buckets)
+    report.update(
+        model_id=settings.VQA_MODEL,
+        is_tiny=vqa.is_tiny,
+        sample=len(chosen),
+        held_out_split="val" if held_out.exists() else "any",
+        seconds=round(time.monotonic() - started, 2),
+    )
+    return report
+
+
+# --- Curator review ------------------------------------------------------------------------
+
+
+def _locked(artwork_id: int, expected_version: int | None) -> Artwork:
+    artwork = (
+        Artwork.objects.select_for_update(of=("self",)).select_related("genre").get(pk=artwork_id)
+    )
+    if expected_version is not None and artwork.label_version != expected_version:
+        raise GenreConflict(artwork, expected_version)
+    return artwork
+
+
+def genre_label_correct(
+    artwork_id: int, genre: Genre | None, *, user, expected_version: int | None, note: str = ""
+) -> GenreLabel:
+    """A curator sets an artwork's genre (None clears it). Raises GenreConflict if the
+    artwork changed since the curator saw `expected_version`."""
+    with transaction.atomic():
+        artwork = _locked(artwork_id, expected_version)
+        label = genre_label_add(artwork, genre, source=LabelSource.CURATOR, user=user, note=note)
+        artwork_vectors_mark_stale([artwork.pk])
+    return label
+
+
+def model_suggestion(artwork: Artwork) -> GenreLabel | None:
+    """The latest VQA label (the model's suggestion), if any."""
+    return (
+        artwork.genre_labels.filter(source=LabelSource.VQA, retracted_at__isnull=True)
+        .select_related("genre")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def genre_suggestion_accept(artwork_id: int, *, user, expected_version: int | None) -> GenreLabel:
+    """A curator confirms the current genre (the model's suggestion, or WikiArt's label)."""
+    with transaction.atomic():
+        artwork = _locked(artwork_id, expected_version)
+        suggestion = model_suggestion(artwork)
+        genre = suggestion.genre if suggestion and artwork.genre_source == "vqa" else artwork.genre
+        if genre is None:
+            raise ValueError("There is no suggestion to accept for this artwork.")
+        label = genre_label_add(
+            artwork, genre, source=LabelSource.CURATOR, user=user, note="accepted suggestion"
+        )
+        artwork_vectors_mark_stale([artwork.pk])
+    return label
+
+
+def genre_label_revert(
+    artwork_id: int, label_id: int, *, user, expected_version: int | None
+) -> GenreLabel:
+    """Make an earlier label's genre current again, as a new curator label."""
+    with transaction.atomic():
+        artwork = _locked(artwork_id, expected_version)
+        old = GenreLabel.objects.select_related("genre").get(pk=label_id, artwork=artwork)
+        label = genre_label_add(
+            artwork,
+            old.genre,
+            source=LabelSource.CURATOR,
+            user=user,
+            note=f"revert to label #{old.pk} ({old.get_source_display()})",
+        )
+        artwork_vectors_mark_stale([artwork.pk])
+    return label
+
+
+@dataclass
+class BulkChange:
+    artwork: Artwork
+    old: Genre | None
+    new: Genre | None
+
+
+def bulk_plan(
+    artworks: Iterable[Artwork], action: str, genre: Genre | None = None
+) -> list[BulkChange]:
+    """What a bulk operation would change (the preview): artworks whose genre would differ
+    or that would become curator-confirmed."""
+    changes = []
+    for art in artworks:
+        if action == BulkOperation.Action.RELABEL:
+            new = genre
+        elif action == BulkOperation.Action.ACCEPT:
+            suggestion = model_suggestion(art) if art.genre_source == "vqa" else None
+            new = suggestion.genre if suggestion else art.genre
+            if new is None:
+                continue
+        else:
+            raise ValueError(f"unknown bulk action {action!r}")
+        if art.genre_source == LabelSource.CURATOR and art.genre_id == (new.pk if new else None):
+            continue  # already exactly this, confirmed by a curator
+        changes.append(BulkChange(art, art.genre, new))
+    return changes
+
+
+def bulk_apply(
+    artwork_ids: list[int],
+    action: str,
+    *,
+    user,
+    genre: Genre | None = None,
+    params: dict | None = None,
+) -> BulkOperation:
+    """Apply a bulk relabel/accept as one operation that can be undone."""
+    with transaction.atomic():
+        artworks = list(
+            Artwork.objects.select_for_update(of=("self",))
+            .select_related("genre")
+            .filter(pk__in=artwork_ids)
+            .order_by("id")
+        )
+        changes = bulk_plan(artworks, action, genre)
+        op = BulkOperation.objects.create(
+            action=action, genre=genre, user=user, count=len(changes), params=params or {}
+        )
+        GenreLabel.objects.bulk_create(
+            [
+                GenreLabel(
+                    artwork=c.artwork,
+                    genre=c.new,
+                    source=LabelSource.CURATOR,
+                    user=user,
+                    batch_id=op.pk,
+                    note=f"bulk {action}",
+                )
+                for c in changes
+            ]
+        )
+        ids = [c.artwork.pk for c in changes]
+        artwork_genre_refresh(ids)
+        artwork_vectors_mark_stale(ids)
+    return op
+
+
+def bulk_undo(op: BulkOperation, *, user) -> int:
+    """Retract an operation's labels: each artwork's genre is what it was before."""
+    with transaction.atomic():
+        op = BulkOperation.objects.select_for_update().get(pk=op.pk)
+        if op.undone_at:
+            raise ValueError("This operation was already undone.")
+        labels = GenreLabel.objects.filter(batch_id=op.pk, retracted_at__isnull=True)
+        ids = list(labels.values_list("artwork_id", flat=True))
+        labels.update(retracted_at=timezone.now())
+        artwork_genre_refresh(ids)
+        artwork_vectors_mark_stale(ids)
+        op.undone_at, op.undone_by = timezone.now(), user
+        op.save(update_fields=["undone_at", "undone_by"])
+    return len(ids)
+
+
+def labelling_request(kind: str, *, user=None, **params):
+    """Queue a labelling run (label_genres or caption_artworks) as a job."""
+    from jobs.services import active_jobs, job_create, job_enqueue
+    from labelling import tasks
+
+    task = {
+        tasks.LABEL_GENRES: tasks.label_genres_task,
+        tasks.CAPTION_ARTWORKS: tasks.caption_artworks_task,
+    }[kind]
+    with transaction.atomic():
+        running = active_jobs(kind).first()
+        if running is not None:
+            return running
+        job = job_create(kind, params=params, user=user)
+        job_enqueue(job, task, **params)
+    return job

@@ -1,0 +1,127 @@
+"""Curator pages: keyboard-first review, bulk relabel with preview and undo, revert."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from catalog.filters import ArtworkFilter
+from catalog.models import Artwork, Genre
+from labelling import selectors, services
+from labelling.models import BulkOperation
+
+
+def curator_required(view):
+    """Anonymous visitors are sent to sign in; signed-in non-curators get a 403."""
+    return login_required(permission_required("catalog.curate_genre", raise_exception=True)(view))
+
+
+QUEUE_FILTERS = ["genre", "style", "artist", "label_source"]
+
+
+def _queue_params(request) -> dict:
+    names = [*QUEUE_FILTERS, "confidence_min", "confidence_max"]
+    return {n: request.GET.get(n) for n in names if request.GET.get(n)}
+
+
+def _item_context(artwork: Artwork, item=None) -> dict:
+    return {
+        "artwork": artwork,
+        "item": item,
+        "suggestion": services.model_suggestion(artwork),
+        "history": selectors.artwork_history(artwork),
+        "genres": list(Genre.objects.order_by("name")),
+    }
+
+
+@curator_required
+def review_view(request):
+    params = _queue_params(request)
+    artwork_filter = ArtworkFilter(request.GET or None, queryset=Artwork.objects.none())
+    try:
+        queue = selectors.review_queue(params, limit=50)
+        error = None
+    except selectors.ReviewFilterError as exc:
+        queue, error = [], exc.errors
+    current = queue[0] if queue else None
+    context = {
+        "queue": queue,
+        "filter": artwork_filter,
+        "queue_filters": QUEUE_FILTERS,
+        "params": params,
+        "error": error,
+    }
+    if current:
+        context.update(_item_context(current.artwork, current))
+    return render(request, "labelling/review.html", context)
+
+
+@curator_required
+def review_item_fragment(request, pk: int):
+    artwork = get_object_or_404(Artwork.objects.select_related("artist", "style", "genre"), pk=pk)
+    return render(request, "labelling/_review_item.html", _item_context(artwork))
+
+
+@curator_required
+def bulk_view(request):
+    """GET: choose artworks by filter, preview the change. POST: apply it."""
+    data = request.POST if request.method == "POST" else request.GET
+    params = {
+        n: data.get(n) for n in [*QUEUE_FILTERS, "confidence_min", "confidence_max"] if data.get(n)
+    }
+    action = data.get("action") or ""
+    genre = Genre.objects.filter(name=data.get("target")).first() if data.get("target") else None
+    context = {
+        "filter": ArtworkFilter(data or None, queryset=Artwork.objects.none()),
+        "queue_filters": QUEUE_FILTERS,
+        "genres": Genre.objects.order_by("name"),
+        "action": action,
+        "target": genre,
+        "params": params,
+        "operations": selectors.bulk_operations(),
+    }
+    if action not in ("", *BulkOperation.Action.values):
+        context["error"] = f"Unknown action {action!r}."
+    elif action:
+        if action == BulkOperation.Action.RELABEL and genre is None and data.get("target") != "":
+            context["error"] = "Choose the genre to relabel to."
+        else:
+            try:
+                artworks = list(selectors.review_candidates(params)[:5000])
+            except selectors.ReviewFilterError as exc:
+                context["error"] = exc.errors
+                artworks = []
+            if request.method == "POST" and not context.get("error"):
+                ids = [int(i) for i in request.POST.getlist("artwork") if i.isdigit()]
+                op = services.bulk_apply(ids, action, user=request.user, genre=genre, params=params)
+                messages.success(request, f"Changed {op.count} artworks. You can undo this below.")
+                return redirect("labelling:bulk")
+            context["changes"] = services.bulk_plan(artworks, action, genre)
+    return render(request, "labelling/bulk.html", context)
+
+
+@curator_required
+@require_POST
+def bulk_undo_view(request, op_id):
+    op = get_object_or_404(BulkOperation, pk=op_id)
+    try:
+        restored = services.bulk_undo(op, user=request.user)
+        messages.success(request, f"Undone: {restored} artworks have their previous genre again.")
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("labelling:bulk")
+
+
+@curator_required
+@require_POST
+def revert_view(request, pk: int, label_id: int):
+    try:
+        version = int(request.POST.get("expected_version", ""))
+    except ValueError:
+        version = None
+    try:
+        services.genre_label_revert(pk, label_id, user=request.user, expected_version=version)
+        messages.success(request, "Reverted: that label's genre is current again.")
+    except services.GenreConflict as exc:
+        messages.error(request, str(exc))
+    return redirect("catalog:artwork-detail", pk=pk)

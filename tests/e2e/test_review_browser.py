@@ -1,0 +1,47 @@
+"""A curator reviews genres with the keyboard in a real browser."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from catalog import services as catalog_services
+from catalog.models import Artwork
+from tests.e2e.conftest import ARTIFACTS, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_keyboard_review_changes_the_label_and_moves_on(live_server, demo_dir, browser_page):
+    catalog_services.wikiart_import(demo_dir)
+    user = get_user_model().objects.create_user("cora", "", "pw")
+    user.groups.add(Group.objects.get(name="curators"))
+    page = browser_page
+    sign_in(page, live_server.url, "cora", "pw", "/review/")
+    page.wait_for_selector("#review-item")
+    page.screenshot(path=str(ARTIFACTS / "review-before.png"))
+    first = page.get_attribute("#review-item", "data-artwork")
+    assert "pick a genre" in page.inner_text(".shortcuts")
+
+    page.keyboard.press("2")  # genres in name order: 2 is cityscape
+    page.wait_for_selector("#history tr.new")
+    assert page.inner_text("#current-genre") == "cityscape"
+    assert "cityscape" in page.inner_text("#history tr.new")
+    assert "cora" in page.inner_text("#history tr.new")
+    page.screenshot(path=str(ARTIFACTS / "review-after-key.png"))
+
+    page.wait_for_function(
+        f"document.getElementById('review-item') && "
+        f"document.getElementById('review-item').dataset.artwork !== '{first}'"
+    )
+    second = page.get_attribute("#review-item", "data-artwork")
+    assert second != first
+    page.keyboard.press("n")  # skip the second one without changing it
+    page.wait_for_function(
+        f"document.getElementById('review-item') && "
+        f"document.getElementById('review-item').dataset.artwork !== '{second}'"
+    )
+    page.screenshot(path=str(ARTIFACTS / "review-next.png"))
+
+    art = Artwork.objects.get(pk=int(first))
+    assert art.genre.name == "cityscape" and art.genre_source == "curator"
+    assert Artwork.objects.get(pk=int(second)).genre_source != "curator"

@@ -1,0 +1,195 @@
+"""Curator API and pages: permissions, corrections, conflicts, bulk with undo, revert."""
+
+import pytest
+from django.urls import reverse
+
+from catalog.models import Artwork, Genre, GenreLabel
+from labelling.models import BulkOperation
+
+pytestmark = pytest.mark.django_db
+
+
+def _post(client, url, data):
+    return client.post(url, data, content_type="application/json")
+
+
+WRITE_ENDPOINTS = [
+    ("post", "/api/artworks/{id}/genre/", {"genre": "portrait", "expected_version": 0}),
+    ("post", "/api/artworks/{id}/accept/", {"expected_version": 0}),
+    ("post", "/api/artworks/{id}/revert/", {"label_id": 1, "expected_version": 0}),
+    ("post", "/api/review/bulk/", {"action": "accept", "artwork_ids": [1], "preview": False}),
+    ("get", "/api/review/queue/", None),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "data"), WRITE_ENDPOINTS)
+def test_anonymous_and_plain_users_cannot_change_labels(
+    client, imported_demo, plain_user, method, url, data
+):
+    art = Artwork.objects.first()
+    url = url.format(id=art.pk)
+    call = (lambda: _post(client, url, data)) if method == "post" else (lambda: client.get(url))
+    assert call().status_code in (401, 403)
+    client.force_login(plain_user)
+    assert call().status_code == 403
+    assert GenreLabel.objects.filter(source="curator").count() == 0
+
+
+@pytest.mark.parametrize("page", ["labelling:review", "labelling:bulk"])
+def test_review_pages_need_a_curator(client, imported_demo, plain_user, curator, page):
+    response = client.get(reverse(page))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    client.force_login(plain_user)
+    assert client.get(reverse(page)).status_code == 403
+    client.force_login(curator)
+    assert client.get(reverse(page)).status_code == 200
+
+
+def test_curator_corrects_through_the_api(client, imported_demo, curator):
+    client.force_login(curator)
+    art = Artwork.objects.exclude(genre=None).first()
+    response = _post(
+        client,
+        f"/api/artworks/{art.pk}/genre/",
+        {"genre": "cityscape", "expected_version": art.label_version, "note": "sky"},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["artwork"]["genre"] == "cityscape" and body["artwork"]["genre_source"] == "curator"
+    assert body["label"]["user"] == "cora" and body["label"]["note"] == "sky"
+    history = client.get(f"/api/artworks/{art.pk}/labels/").json()
+    assert [h["source"] for h in history] == ["wikiart", "curator"]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"genre": "cityscape"}, "expected_version"),
+        ({"genre": "nope", "expected_version": 0}, "genre"),
+        ({"genre": "cityscape", "expected_version": -1}, "expected_version"),
+    ],
+)
+def test_bad_corrections_are_400(client, imported_demo, curator, data, field):
+    client.force_login(curator)
+    art = Artwork.objects.first()
+    response = _post(client, f"/api/artworks/{art.pk}/genre/", data)
+    assert response.status_code == 400 and field in response.json()
+
+
+def test_concurrent_edit_is_a_409_conflict(client, imported_demo, curator, curator2):
+    art = Artwork.objects.exclude(genre=None).first()
+    seen = art.label_version
+    client.force_login(curator)
+    assert (
+        _post(
+            client,
+            f"/api/artworks/{art.pk}/genre/",
+            {"genre": "portrait", "expected_version": seen},
+        ).status_code
+        == 200
+    )
+    client.force_login(curator2)
+    response = _post(
+        client, f"/api/artworks/{art.pk}/genre/", {"genre": "landscape", "expected_version": seen}
+    )
+    assert response.status_code == 409
+    body = response.json()
+    assert "cora" in body["detail"] and body["current_genre"] == "portrait"
+    assert body["current_version"] == seen + 1
+    art.refresh_from_db()
+    assert art.genre.name == "portrait"
+
+
+def test_bulk_api_preview_apply_undo(client, imported_demo, curator):
+    client.force_login(curator)
+    cubism = list(
+        Artwork.objects.filter(style__name="Cubism", genre__isnull=False).values_list(
+            "id", "genre__name"
+        )
+    )
+    body = {"action": "relabel", "genre": "portrait", "filters": {"style": "Cubism"}}
+    preview = _post(client, "/api/review/bulk/", body).json()
+    expected = [i for i, g in cubism if g != "portrait"] + [i for i, g in cubism if g == "portrait"]
+    assert (
+        preview["count"] == len(expected)
+        and GenreLabel.objects.filter(source="curator").count() == 0
+    )
+    applied = _post(client, "/api/review/bulk/", {**body, "preview": False})
+    assert applied.status_code == 201
+    assert set(
+        Artwork.objects.filter(style__name="Cubism")
+        .exclude(genre=None)
+        .values_list("genre__name", flat=True)
+    ) == {"portrait"}
+    op_id = applied.json()["operation"]
+    undone = _post(client, f"/api/review/bulk/{op_id}/undo/", {})
+    assert undone.status_code == 200 and undone.json()["restored"] == preview["count"]
+    assert sorted(
+        Artwork.objects.filter(style__name="Cubism", genre__isnull=False).values_list(
+            "id", "genre__name"
+        )
+    ) == sorted(cubism)
+    assert _post(client, f"/api/review/bulk/{op_id}/undo/", {}).status_code == 409
+
+
+def test_bulk_api_validation(client, imported_demo, curator):
+    client.force_login(curator)
+    assert (
+        _post(client, "/api/review/bulk/", {"action": "relabel", "artwork_ids": [1]}).status_code
+        == 400
+    )
+    assert _post(client, "/api/review/bulk/", {"action": "accept"}).status_code == 400
+    bad = _post(client, "/api/review/bulk/", {"action": "accept", "filters": {"style": "Nope"}})
+    assert bad.status_code == 400 and "filters" in bad.json()
+
+
+def test_review_queue_api_and_page(client, imported_demo, curator):
+    client.force_login(curator)
+    rows = client.get("/api/review/queue/", {"style": "Pop_Art", "limit": 5}).json()
+    assert 0 < len(rows) <= 5 and all(r["artwork"]["style"] == "Pop_Art" for r in rows)
+    assert client.get("/api/review/queue/", {"confidence_min": "x"}).status_code == 400
+    html = client.get(reverse("labelling:review")).content.decode()
+    assert "pick a genre" in html and 'id="review-item"' in html and "<kbd>0</kbd>" in html
+
+
+def test_bulk_page_preview_apply_and_undo(client, imported_demo, curator):
+    client.force_login(curator)
+    preview = client.get(
+        reverse("labelling:bulk"),
+        {"style": "Minimalism", "action": "relabel", "target": "abstract_painting"},
+    )
+    changes = preview.context["changes"]
+    assert changes and "would change" in preview.content.decode()
+    ids = [str(c.artwork.pk) for c in changes[:3]]
+    response = client.post(
+        reverse("labelling:bulk"),
+        {"style": "Minimalism", "action": "relabel", "target": "abstract_painting", "artwork": ids},
+    )
+    assert response.status_code == 302
+    op = BulkOperation.objects.get()
+    assert op.count == 3
+    client.post(reverse("labelling:bulk-undo", args=[op.pk]))
+    op.refresh_from_db()
+    assert op.undone_at is not None
+
+
+def test_revert_from_the_artwork_page(client, imported_demo, curator):
+    client.force_login(curator)
+    art = Artwork.objects.exclude(genre=None).first()
+    original = art.genre
+    first_label = art.genre_labels.get()
+    _post(
+        client,
+        f"/api/artworks/{art.pk}/genre/",
+        {"genre": "nude_painting", "expected_version": art.label_version},
+    )
+    art.refresh_from_db()
+    page = client.get(reverse("catalog:artwork-detail", args=[art.pk])).content.decode()
+    assert "revert to this" in page
+    client.post(
+        reverse("labelling:revert", args=[art.pk, first_label.pk]),
+        {"expected_version": art.label_version},
+    )
+    art.refresh_from_db()
+    assert art.genre == original and art.genre_source == "curator"
+    assert Genre.objects.count() == 10

@@ -1,0 +1,213 @@
+"""Captions, zero-shot genre labels, evaluation, and curator corrections (services)."""
+
+import numpy as np
+import pytest
+
+from catalog.models import Artwork, Genre, GenreLabel, LabelSource
+from catalog.services import genre_label_add
+from labelling import selectors, services
+from labelling.models import BulkOperation
+
+pytestmark = pytest.mark.django_db
+
+
+def test_captions_come_from_the_model_and_say_it_is_tiny(imported_demo, tiny_labelling, settings):
+    report = services.captions_generate(limit=6)
+    assert report.captioned == 6 and report.is_tiny
+    first = dict(Artwork.objects.filter(caption_source="tiny-model").values_list("id", "caption"))
+    assert len(first) == 6
+    assert all(
+        a.caption_model == settings.CAPTION_MODEL for a in Artwork.objects.filter(pk__in=first)
+    )
+    again = services.captions_generate(limit=6)  # the next six: captioned ones are skipped
+    assert again.captioned == 6
+    now = dict(Artwork.objects.filter(caption_source="tiny-model").values_list("id", "caption"))
+    assert len(now) == 12 and all(now[i] == c for i, c in first.items())
+
+
+def test_captions_for_artworks_without_image_stay_the_title(imported_demo, tiny_labelling):
+    art = Artwork.objects.first()
+    Artwork.objects.filter(pk=art.pk).update(image="")
+    services.captions_generate()
+    art.refresh_from_db()
+    assert art.caption == art.title and art.caption_source == "title"
+
+
+def test_zero_shot_labels_every_unlabelled_artwork_with_probabilities(
+    imported_demo, tiny_labelling
+):
+    lacking = set(Artwork.objects.filter(genre__isnull=True).values_list("id", flat=True))
+    report = services.genres_label()
+    assert report.labelled == len(lacking) and report.remaining == 0 and report.is_tiny
+    labels = GenreLabel.objects.filter(source=LabelSource.VQA)
+    assert set(labels.values_list("artwork_id", flat=True)) == lacking
+    for label in labels.select_related("genre", "artwork"):
+        probs = label.scores
+        assert set(probs) == set(Genre.objects.values_list("name", flat=True))
+        assert abs(sum(probs.values()) - 1) < 1e-4
+        assert label.genre.name == max(probs, key=probs.get)
+        assert label.confidence == pytest.approx(max(probs.values()), abs=1e-5)
+        assert "TINY" in label.note
+        assert label.artwork.genre_id == label.genre_id and label.artwork.genre_source == "vqa"
+
+
+def test_labelling_resumes_and_respects_curators(imported_demo, tiny_labelling, curator):
+    lacking = list(Artwork.objects.filter(genre__isnull=True).order_by("id"))
+    # A curator already decided one of them: the model must not be asked about it again.
+    genre_label_add(
+        lacking[0], Genre.objects.get(name="portrait"), source=LabelSource.CURATOR, user=curator
+    )
+    first = services.genres_label(limit=5)
+    assert first.labelled == 5
+    second = services.genres_label()
+    assert second.labelled == len(lacking) - 1 - 5
+    assert not GenreLabel.objects.filter(artwork=lacking[0], source=LabelSource.VQA).exists()
+    lacking[0].refresh_from_db()
+    assert lacking[0].genre_source == "curator"
+
+
+def test_unknown_candidate_genre_is_refused(imported_demo, tiny_labelling):
+    with pytest.raises(ValueError, match="Unknown genre"):
+        services.genres_label(genres=["portrait", "space_opera"])
+
+
+def test_missing_vqa_model_names_the_variable(imported_demo, settings, tmp_path):
+    settings.VQA_MODEL = str(tmp_path / "absent")
+    with pytest.raises(services.LabellingUnavailable, match="MYTHRAGEN_VQA_MODEL"):
+        services.genres_label()
+
+
+def test_evaluation_report_is_consistent(imported_demo, tiny_labelling):
+    held_out = Artwork.objects.filter(genre_split="val", genre_source="wikiart").count()
+    report = services.labelling_evaluate(sample=30)
+    n = min(30, held_out)
+    assert report["sample"] == n and report["held_out_split"] == "val" and report["is_tiny"]
+    matrix = np.array(report["confusion_matrix"])
+    assert matrix.sum() == n and 0 <= report["accuracy"] <= 1
+    assert report["accuracy"] == pytest.approx(np.trace(matrix) / n)
+    assert sum(b["count"] for b in report["calibration"]["buckets"]) == n
+
+
+def test_two_curators_cannot_silently_overwrite_each_other(imported_demo, curator, curator2):
+    art = Artwork.objects.exclude(genre=None).first()
+    seen = art.label_version
+    services.genre_label_correct(
+        art.pk, Genre.objects.get(name="portrait"), user=curator, expected_version=seen
+    )
+    with pytest.raises(
+        services.GenreConflict, match="cora changed this artwork's genre to portrait"
+    ):
+        services.genre_label_correct(
+            art.pk, Genre.objects.get(name="landscape"), user=curator2, expected_version=seen
+        )
+    art.refresh_from_db()
+    assert art.genre.name == "portrait"
+    assert GenreLabel.objects.filter(artwork=art, user=curator2).count() == 0
+
+
+def test_revert_to_an_earlier_label(imported_demo, curator):
+    art = Artwork.objects.exclude(genre=None).first()
+    original = art.genre
+    wikiart_label = art.genre_labels.get()
+    services.genre_label_correct(
+        art.pk,
+        Genre.objects.get(name="nude_painting"),
+        user=curator,
+        expected_version=art.label_version,
+    )
+    art.refresh_from_db()
+    services.genre_label_revert(
+        art.pk, wikiart_label.pk, user=curator, expected_version=art.label_version
+    )
+    art.refresh_from_db()
+    assert art.genre == original and art.genre_source == "curator"
+    assert "revert to label" in art.genre_labels.order_by("-id").first().note
+    assert art.genre_labels.count() == 3  # nothing lost
+
+
+def test_bulk_relabel_preview_apply_and_undo(imported_demo, tiny_labelling, curator):
+    services.genres_label()
+    vqa_ids = list(Artwork.objects.filter(genre_source="vqa").values_list("id", flat=True))
+    before = dict(Artwork.objects.filter(pk__in=vqa_ids).values_list("id", "genre_id"))
+    still_life = Genre.objects.get(name="still_life")
+    preview = services.bulk_plan(Artwork.objects.filter(pk__in=vqa_ids), "relabel", still_life)
+    assert len(preview) == len(vqa_ids) and all(c.new == still_life for c in preview)
+    assert GenreLabel.objects.filter(source="curator").count() == 0  # preview wrote nothing
+    op = services.bulk_apply(vqa_ids, "relabel", user=curator, genre=still_life)
+    assert op.count == len(vqa_ids)
+    assert set(Artwork.objects.filter(pk__in=vqa_ids).values_list("genre__name", flat=True)) == {
+        "still_life"
+    }
+    restored = services.bulk_undo(op, user=curator)
+    assert restored == len(vqa_ids)
+    after = dict(Artwork.objects.filter(pk__in=vqa_ids).values_list("id", "genre_id"))
+    assert after == before
+    assert set(Artwork.objects.filter(pk__in=vqa_ids).values_list("genre_source", flat=True)) == {
+        "vqa"
+    }
+    assert GenreLabel.objects.filter(batch_id=op.pk, retracted_at__isnull=False).count() == len(
+        vqa_ids
+    )
+    with pytest.raises(ValueError, match="already undone"):
+        services.bulk_undo(BulkOperation.objects.get(pk=op.pk), user=curator)
+
+
+def test_accept_confirms_the_model_suggestion(imported_demo, tiny_labelling, curator):
+    services.genres_label(limit=1)
+    art = Artwork.objects.get(genre_source="vqa")
+    suggestion = art.genre
+    services.genre_suggestion_accept(art.pk, user=curator, expected_version=art.label_version)
+    art.refresh_from_db()
+    assert art.genre == suggestion and art.genre_source == "curator"
+
+
+def test_correction_marks_retrieval_vectors_stale(indexed_demo, curator):
+    from retrieval.models import ArtworkEmbedding
+
+    art = Artwork.objects.exclude(genre=None).first()
+    services.genre_label_correct(
+        art.pk,
+        Genre.objects.get(name="cityscape"),
+        user=curator,
+        expected_version=art.label_version,
+    )
+    assert ArtworkEmbedding.objects.get(artwork=art).fused_hash == ""
+
+
+def test_review_queue_orders_low_confidence_and_disagreeing_neighbours_first(
+    indexed_demo, tiny_labelling
+):
+    services.genres_label()
+    items = selectors.review_queue(limit=200)
+    assert items and items == sorted(items, key=lambda it: -it.priority)
+    vqa = [it for it in items if it.artwork.genre_source == "vqa"]
+    wikiart = [it for it in items if it.artwork.genre_source == "wikiart"]
+    assert all(it.disagreement is not None for it in items)
+    # Model labels (confidence < 1) come before WikiArt labels that their neighbours agree with.
+    agreeing = [it for it in wikiart if it.disagreement == 0]
+    if agreeing and vqa:
+        assert items.index(vqa[0]) < items.index(agreeing[0])
+    low = selectors.review_queue({"confidence_max": "0.5"}, limit=200)
+    assert all(it.confidence is not None and it.confidence <= 0.5 for it in low)
+    with pytest.raises(selectors.ReviewFilterError):
+        selectors.review_queue({"confidence_min": "lots"})
+
+
+def test_a_mislabelled_artwork_is_flagged_by_its_neighbours(indexed_demo, curator):
+    # No demo artwork is a religious painting: label one so and its neighbours disagree.
+    art = Artwork.objects.filter(genre__name="landscape").first()
+    before = {it.artwork.pk: it for it in selectors.review_queue(limit=500)}[art.pk]
+    genre_label_add(art, Genre.objects.get(name="religious_painting"), source=LabelSource.WIKIART)
+    from retrieval import services as retrieval_services
+
+    retrieval_services.index_rebuild()
+    queue = selectors.review_queue(limit=500)
+    after = next(it for it in queue if it.artwork.pk == art.pk)
+    assert after.disagreement == 1.0 > before.disagreement
+    assert after.neighbour_genre not in (None, "religious_painting")
+    # It now ranks above every WikiArt-labelled artwork its neighbours partly agree with.
+    assert all(
+        queue.index(after) < queue.index(it)
+        for it in queue
+        if it.artwork.genre_source == "wikiart" and (it.disagreement or 0) < 1.0
+    )
