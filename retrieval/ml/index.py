@@ -560,7 +560,9 @@ class LoadedIndex:
     _slot_inverse: np.ndarray | None = field(default=None, repr=False)
     _slot_uniques: list | None = field(default=None, repr=False)
     # Content candidates the slot index takes from its HNSW before exact re-scoring.
-    slot_content_candidates: int = 200
+    slot_content_candidates: int = 500
+    # At most this many extra rows are re-scored by the threshold step of a slot search.
+    slot_expand_max: int = 20_000
 
     @classmethod
     def open(cls, path: Path, *, use_gpu: str | None = None) -> LoadedIndex:
@@ -773,6 +775,20 @@ class LoadedIndex:
         if mask is not None:
             candidates = candidates[mask[candidates]]
         total = np.asarray(self.vectors[candidates, :d4]) @ qc + label[candidates]
+        if has_label and np.any(qc) and len(total) >= k:
+            # Threshold step: a row can only reach the top k if its label score plus the
+            # best content score anywhere (the content search's top hit) beats the current
+            # k-th total. Score those rows too (capped, so a pathological query stays fast).
+            best_content = float(np.max(total - label[candidates]))
+            kth_total = float(np.partition(total, -k)[-k])
+            more = np.flatnonzero(label >= kth_total - best_content)
+            more = np.setdiff1d(more, candidates, assume_unique=False)
+            if len(more):
+                more = more[: self.slot_expand_max]
+                candidates = np.concatenate([candidates, more])
+                total = np.concatenate(
+                    [total, np.asarray(self.vectors[more, :d4]) @ qc + label[more]]
+                )
         top = np.argsort(-total, kind="stable")[:k]
         scores = np.full(k, -np.inf, dtype=np.float32)
         rows = np.full(k, -1, dtype=np.int64)
