@@ -104,72 +104,72 @@ class ReviewQueueView(APIView):
         )
 
 
-class GenreCorrectView(APIView):
-    """Set an artwork's genre as a curator (null clears it); 409 on a concurrent change."""
+class _CuratorLabelWrite(APIView):
+    """One curator write on one artwork: validate, call the service, answer alike.
+
+    A concurrent change is a 409 with the current version and genre; an impossible
+    request (nothing to accept, a label of another artwork) is a 400 with the reason.
+    """
 
     permission_classes = [IsCurator]
+    body_serializer: type[serializers.Serializer]
 
-    @extend_schema(request=CorrectSerializer)
+    def write(self, request, pk: int, data: dict):
+        raise NotImplementedError
+
     def post(self, request, pk: int):
         get_object_or_404(Artwork, pk=pk)
-        body = CorrectSerializer(data=request.data)
+        body = self.body_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            label = services.genre_label_correct(
-                pk,
-                body.validated_data["genre"],
-                user=request.user,
-                expected_version=body.validated_data["expected_version"],
-                note=body.validated_data["note"],
-            )
+            label = self.write(request, pk, body.validated_data)
         except services.GenreConflict as exc:
             return _conflict(exc)
-        return _result(pk, label, request)
-
-
-class GenreAcceptView(APIView):
-    """Confirm the current suggestion as a curator."""
-
-    permission_classes = [IsCurator]
-
-    @extend_schema(request=VersionSerializer)
-    def post(self, request, pk: int):
-        get_object_or_404(Artwork, pk=pk)
-        body = VersionSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        try:
-            label = services.genre_suggestion_accept(
-                pk, user=request.user, expected_version=body.validated_data["expected_version"]
-            )
-        except services.GenreConflict as exc:
-            return _conflict(exc)
+        except services.GenreLabel.DoesNotExist:
+            return Response({"label_id": ["not a label of this artwork"]}, status=400)
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=400)
         return _result(pk, label, request)
 
 
-class GenreRevertView(APIView):
+@extend_schema(request=CorrectSerializer)
+class GenreCorrectView(_CuratorLabelWrite):
+    """Set an artwork's genre as a curator (null clears it); 409 on a concurrent change."""
+
+    body_serializer = CorrectSerializer
+
+    def write(self, request, pk, data):
+        return services.genre_label_correct(
+            pk,
+            data["genre"],
+            user=request.user,
+            expected_version=data["expected_version"],
+            note=data["note"],
+        )
+
+
+@extend_schema(request=VersionSerializer)
+class GenreAcceptView(_CuratorLabelWrite):
+    """Confirm the current suggestion as a curator."""
+
+    body_serializer = VersionSerializer
+
+    def write(self, request, pk, data):
+        return services.genre_suggestion_accept(
+            pk, user=request.user, expected_version=data["expected_version"]
+        )
+
+
+@extend_schema(request=RevertSerializer)
+class GenreRevertView(_CuratorLabelWrite):
     """Make an earlier label of the artwork current again (recorded as a new label)."""
 
-    permission_classes = [IsCurator]
+    body_serializer = RevertSerializer
 
-    @extend_schema(request=RevertSerializer)
-    def post(self, request, pk: int):
-        get_object_or_404(Artwork, pk=pk)
-        body = RevertSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        try:
-            label = services.genre_label_revert(
-                pk,
-                body.validated_data["label_id"],
-                user=request.user,
-                expected_version=body.validated_data["expected_version"],
-            )
-        except services.GenreConflict as exc:
-            return _conflict(exc)
-        except services.GenreLabel.DoesNotExist:
-            return Response({"label_id": ["not a label of this artwork"]}, status=400)
-        return _result(pk, label, request)
+    def write(self, request, pk, data):
+        return services.genre_label_revert(
+            pk, data["label_id"], user=request.user, expected_version=data["expected_version"]
+        )
 
 
 class BulkView(APIView):
