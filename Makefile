@@ -33,5 +33,14 @@ format: install
 bench-import: install
 	$(VENV)/bin/python bench/import_wikiart.py
 
+# Production-style web server: migrate, collectstatic, gunicorn + WhiteNoise (bin/serve).
+.PHONY: serve bench-load
+serve: install
+	bin/serve
+
+# Load benchmark of the served app on PostgreSQL (bench/load.py --help for options).
+bench-load: install
+	$(VENV)/bin/python bench/load.py $(ARGS)
+
 clean:
 	rm -rf var/media var/broker var/celery-results var/test_db_*.sqlite3

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -17,15 +18,62 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 # --- Core ---------------------------------------------------------------------
+# DJANGO_DEBUG decides development (true, the default) or production (false): the
+# security defaults below follow it, and production refuses to start without a strong
+# DJANGO_SECRET_KEY. `python manage.py check --deploy --fail-level WARNING` passes with
+# the production environment documented in the README.
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
-SECRET_KEY = env(
-    "DJANGO_SECRET_KEY",
-    default="insecure-dev-key-set-DJANGO_SECRET_KEY-in-production" if DEBUG else environ.Env.NOTSET,
-)
+PRODUCTION = not DEBUG
+_DEV_SECRET_KEY = "insecure-dev-key-set-DJANGO_SECRET_KEY-in-production"
+
+
+def _secret_key_problem(key: str) -> str | None:
+    """Why `key` is unfit for production (Django's own criteria, check security.W009)."""
+    if not key:
+        return "is not set"
+    if key == _DEV_SECRET_KEY or key.startswith("django-insecure"):
+        return "is the insecure development key"
+    if len(key) < 50 or len(set(key)) < 5:
+        return "is weak (it needs at least 50 characters, 5 of them different)"
+    return None
+
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="") or (_DEV_SECRET_KEY if DEBUG else "")
+if PRODUCTION and (_problem := _secret_key_problem(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY {_problem}: production (DJANGO_DEBUG=false) refuses to start "
+        "without a strong secret key. Generate one with "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
+# Old keys still accepted for signatures while rotating (comma-separated).
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Security (HTTPS) ----------------------------------------------------------
+# Production defaults: HTTPS only (plain HTTP is redirected), secure cookies, HSTS for a
+# year with subdomains and preload. Behind a proxy that terminates TLS, name the header
+# it sets (DJANGO_SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto); Django then trusts
+# "<header>: https" as a secure request. Only set it when the proxy always sets (or
+# strips) that header, or clients could claim HTTPS themselves.
+_proxy_ssl_header = env("DJANGO_SECURE_PROXY_SSL_HEADER", default="")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+USE_X_FORWARDED_HOST = env.bool("DJANGO_USE_X_FORWARDED_HOST", default=False)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
+# Paths (regular expressions, no leading slash) answered over plain HTTP too, e.g. a
+# load balancer's health check.
+SECURE_REDIRECT_EXEMPT = env.list("DJANGO_SECURE_REDIRECT_EXEMPT", default=[])
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=PRODUCTION)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
+    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION
+)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=PRODUCTION)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -108,6 +156,18 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise serves STATIC_ROOT (filled by `collectstatic`, which bin/serve runs). The
+# manifest storage (production default) gives every file a content-hashed name, cached
+# by browsers for ten years, plus gzip copies; it needs `collectstatic` before start-up.
+STATIC_MANIFEST = env.bool("DJANGO_STATIC_MANIFEST", default=PRODUCTION)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 # Serve uploaded/imported media from Django itself (fine for the embedded setup;

@@ -1,4 +1,8 @@
-"""WSGI entry point (gunicorn config.wsgi)."""
+"""WSGI entry point: what gunicorn serves (`bin/serve` runs `gunicorn config.wsgi:application`).
+
+Static files are answered by WhiteNoise's middleware inside this application (from
+STATIC_ROOT after `collectstatic`), so no separate static file server is needed.
+"""
 
 import os
 

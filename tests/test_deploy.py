@@ -1,0 +1,235 @@
+"""Deployment: the README's production environment passes `check --deploy`, and the real
+server (bin/serve: migrate, collectstatic, gunicorn with WhiteNoise) answers over HTTP.
+
+Everything runs in subprocesses with a clean environment, a temporary SQLite database and
+temporary folders, so the tests need no PostgreSQL, Redis or shared mount.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STRONG_KEY = secrets.token_urlsafe(50)
+
+# Nothing here uses the test database, so the PostgreSQL pass of `make test` skips it.
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "sqlite").startswith("sqlite"),
+    reason="uses its own SQLite database: runs in the SQLite pass",
+)
+
+
+def documented_production_env() -> dict[str, str]:
+    """The variables of the README's production environment block, as documented."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n# Production environment[^\n]*\n(.*?)```", readme, re.S)
+    assert block, "README.md lost its '# Production environment' block"
+    pairs = re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", block.group(1), re.M)
+    env = dict(pairs)
+    assert env["DJANGO_DEBUG"] == "false"
+    return env
+
+
+def production_env(tmp: Path, **overrides: str) -> dict[str, str]:
+    """The documented environment with local stand-ins for what lives on other machines
+    (database, broker, shared mount) and a strong secret key in place of the placeholder."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", str(tmp)),
+        "LANG": "C.UTF-8",
+        **documented_production_env(),
+        "DJANGO_SECRET_KEY": STRONG_KEY,
+        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": "memory://",
+        "CELERY_RESULT_BACKEND": "cache+memory://",
+        "MEDIA_ROOT": str(tmp / "media"),
+        "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
+        "MYTHRAGEN_LORA_DIR": str(tmp / "loras"),
+        "MYTHRAGEN_MODELS_DIR": str(tmp / "models"),
+        "DJANGO_STATIC_ROOT": str(tmp / "static"),
+        "LOG_LEVEL": "WARNING",
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def check_deploy(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING", *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# --------------------------------------------------------------------------- check --deploy
+
+
+def test_check_deploy_passes_with_the_documented_production_environment(tmp_path):
+    out = check_deploy(production_env(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "no issues" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [(None, "is not set"), ("change-me-to-a-long-random-value", "is weak")],
+    ids=["missing", "weak"],
+)
+def test_production_refuses_a_missing_or_weak_secret_key(tmp_path, key, reason):
+    out = check_deploy(production_env(tmp_path, DJANGO_SECRET_KEY=key))
+    assert out.returncode != 0
+    assert f"DJANGO_SECRET_KEY {reason}" in out.stderr
+    assert "secrets.token_urlsafe" in out.stderr  # says how to make a good one
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("", "is not set"),
+        ("x" * 49 + "abcd", None),
+        ("abcd" * 20, "is weak"),  # long, but only 4 different characters
+        ("short-but-varied-0123456789", "is weak"),
+        ("insecure-dev-key-set-DJANGO_SECRET_KEY-in-production", "is the insecure development key"),
+        ("django-insecure-" + STRONG_KEY, "is the insecure development key"),
+        (STRONG_KEY, None),
+    ],
+)
+def test_secret_key_strength_rules(key, problem):
+    from config.settings import _secret_key_problem
+
+    found = _secret_key_problem(key)
+    assert found == problem or (problem and found.startswith(problem))
+
+
+def test_check_deploy_fails_when_a_protection_is_switched_off(tmp_path):
+    # Only the security checks: the schema checks (slow) are covered by the test above.
+    env = production_env(tmp_path, DJANGO_SECURE_HSTS_SECONDS="0")
+    out = check_deploy(env, "--tag", "security")
+    assert out.returncode != 0
+    assert "security.W004" in out.stderr + out.stdout
+
+
+# --------------------------------------------------------------------------- the real server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, port: int, host: str, log: Path):
+        self.proc, self.port, self.host, self.log = proc, port, host, log
+
+    def get(self, path: str, https: bool = True, **headers: str):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            hdrs = {"Host": self.host, **headers}
+            if https:  # as the TLS-terminating proxy says
+                hdrs["X-Forwarded-Proto"] = "https"
+            conn.request("GET", path, headers=hdrs)
+            response = conn.getresponse()
+            return response, response.read()
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """bin/serve in production mode on a free loopback port (one worker, two threads)."""
+    tmp = tmp_path_factory.mktemp("serve")
+    port = _free_port()
+    env = production_env(
+        tmp,
+        MYTHRAGEN_WEB_BIND=f"127.0.0.1:{port}",
+        MYTHRAGEN_WEB_WORKERS="1",
+        MYTHRAGEN_WEB_THREADS="2",
+        MYTHRAGEN_WEB_TIMEOUT="10",
+        MYTHRAGEN_PYTHON=sys.executable,
+    )
+    log = tmp / "serve.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [str(ROOT / "bin" / "serve")],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    host = env["DJANGO_ALLOWED_HOSTS"].split(",")[0]
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"bin/serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail(f"gunicorn did not listen within 90 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+    yield Server(proc, port, host, log)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_page_is_served_with_hsts_and_its_hashed_stylesheet_is_cached(server):
+    response, body = server.get("/")
+    assert response.status == 200, body[:500]
+    assert response.getheader("Strict-Transport-Security") == (
+        "max-age=31536000; includeSubDomains; preload"
+    )
+    assert response.getheader("X-Content-Type-Options") == "nosniff"
+    # The page links the manifest's hashed name, not static/css/app.css itself.
+    href = re.search(rb'href="(/static/css/app\.[0-9a-f]{12}\.css)"', body)
+    assert href, body[:800]
+
+    css, css_body = server.get(href.group(1).decode(), **{"Accept-Encoding": "gzip"})
+    assert css.status == 200
+    assert css.getheader("Content-Type").startswith("text/css")
+    cache = css.getheader("Cache-Control")
+    assert "immutable" in cache and "max-age=315360000" in cache
+    assert css.getheader("Content-Encoding") == "gzip"
+    assert gzip.decompress(css_body) == (ROOT / "static" / "css" / "app.css").read_bytes()
+
+    # The unhashed name is still served, but only briefly cacheable.
+    plain, _ = server.get("/static/css/app.css")
+    assert plain.status == 200 and "immutable" not in plain.getheader("Cache-Control")
+
+
+def test_plain_http_is_redirected_to_https(server):
+    response, _ = server.get("/?page=2", https=False)
+    assert response.status == 301
+    assert response.getheader("Location") == f"https://{server.host}/?page=2"
+
+
+def test_unknown_host_is_refused(server):
+    response, _ = server.get("/", Host="evil.example.com")
+    assert response.status == 400
+
+
+def test_server_stops_cleanly_on_sigterm(server):
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0
+    log = server.log.read_text()
+    assert "Shutting down: Master" in log
+    assert "[ERROR]" not in log and "WORKER TIMEOUT" not in log
