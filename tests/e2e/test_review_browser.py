@@ -2,11 +2,10 @@
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 
 from catalog import services as catalog_services
 from catalog.models import Artwork
-from tests.e2e.conftest import ARTIFACTS, sign_in
+from tests.e2e.conftest import ARTIFACTS, curators_group, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -14,7 +13,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_keyboard_review_changes_the_label_and_moves_on(live_server, demo_dir, browser_page):
     catalog_services.wikiart_import(demo_dir)
     user = get_user_model().objects.create_user("cora", "", "pw")
-    user.groups.add(Group.objects.get(name="curators"))
+    user.groups.add(curators_group())
     page = browser_page
     sign_in(page, live_server.url, "cora", "pw", "/review/")
     page.wait_for_selector("#review-item")
