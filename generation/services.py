@@ -771,17 +771,25 @@ def lora_export(entry: LoraCacheEntry, fmt: str) -> Path:
 # --------------------------------------------------------------------------- the job's phases
 
 
-def generation_phase_begin(generation_id: int, job_id: int, phase: str) -> bool:
+def generation_phase_begin(
+    generation_id: int, job_id: int, phase: str, *, first_delivery: bool = False
+) -> bool:
     """Whether a (possibly redelivered) task should run `phase` of this job now.
 
     No: the generation moved to another job (retried), the job is finished, or the phase is
-    already done. A phase started `MAX_PHASE_ATTEMPTS` times (its worker died every time)
-    fails the job with that reason.
+    already done. No, too, when the broker hands a message out for the `first_delivery`
+    but the job is already running: it is a second copy (a hand-over re-sent after a
+    crash) of the message a live worker is running. A redelivered message (its worker
+    died) takes the running job over. A phase started `MAX_PHASE_ATTEMPTS` times (its
+    worker died every time) fails the job with that reason.
     """
     generation = Generation.objects.select_related("job").filter(pk=generation_id).first()
     if generation is None or generation.job_id != job_id or generation.phase != phase:
         return False
     if generation.job.status not in ACTIVE_STATUSES:
+        return False
+    if not jobs.job_claim(job_id) and first_delivery:
+        logger.info("Job #%s: %s is already running elsewhere; dropping a copy", job_id, phase)
         return False
     Generation.objects.filter(pk=generation_id).update(phase_attempts=F("phase_attempts") + 1)
     if generation.phase_attempts + 1 > MAX_PHASE_ATTEMPTS:
@@ -796,12 +804,17 @@ def generation_phase_begin(generation_id: int, job_id: int, phase: str) -> bool:
 
 
 def _hand_over(generation: Generation, phase: str, stage: str) -> None:
+    """Queue the job for its next phase. The phase, the job's state and the next task's
+    message are written in one transaction and the message is sent after the commit: a
+    worker that dies in between leaves a queued job whose message `job_resend_unsent`
+    sends, never a job waiting for a message nobody will send."""
     from generation.tasks import generation_render_task, generation_train_task
 
     task = generation_train_task if phase == Generation.Phase.TRAIN else generation_render_task
-    Generation.objects.filter(pk=generation.pk).update(phase=phase, phase_attempts=0)
-    jobs.job_requeue(generation.job_id, stage)
-    jobs.job_enqueue(generation.job, task, generation.pk)
+    with transaction.atomic():
+        Generation.objects.filter(pk=generation.pk).update(phase=phase, phase_attempts=0)
+        jobs.job_requeue(generation.job_id, stage)
+        jobs.job_enqueue(generation.job, task, generation.pk)
 
 
 def _entries(generation: Generation) -> list[tuple[LoraCacheEntry, float]]:

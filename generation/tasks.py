@@ -21,7 +21,9 @@ logger = logging.getLogger(__name__)
 
 
 def _run_phase(task, job_id: int, generation_id: int, phase: str, body) -> dict:
-    if not services.generation_phase_begin(generation_id, job_id, phase):
+    # The broker marks a message it hands out again because its worker died or left.
+    first = not (task.request.delivery_info or {}).get("redelivered")
+    if not services.generation_phase_begin(generation_id, job_id, phase, first_delivery=first):
         return {"skipped": True, "phase": phase}
     try:
         with job_running(job_id, task_id=task.request.id or "") as report:

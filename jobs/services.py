@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -15,6 +16,9 @@ from django.utils import timezone
 from jobs.models import ACTIVE_STATUSES, Job, JobStatus
 
 logger = logging.getLogger(__name__)
+
+# Where a job records the task that carries it (see `job_enqueue`).
+SEND_KEY = "_task"
 
 
 class JobCancelled(Exception):
@@ -27,13 +31,86 @@ def job_create(kind: str, *, params: dict | None = None, user=None) -> Job:
 
 
 def job_enqueue(job: Job, task, *args, **kwargs) -> None:
-    """Send `task` with the job id once the surrounding transaction commits."""
+    """Send `task` with the job id once the surrounding transaction commits.
 
-    def send() -> None:
-        result = task.apply_async(args=[job.pk, *args], kwargs=kwargs)
-        Job.objects.filter(pk=job.pk, celery_task_id="").update(celery_task_id=result.id or "")
+    The send is first written on the job, in the caller's transaction: the task's name,
+    arguments and a task id chosen now, with `celery_task_id` empty until the broker took
+    the message. So a job is never queued with nothing on its way to a worker: if the
+    broker is unreachable (the send retries briefly, then gives up) or this process dies
+    between the commit and the send, the job stays queued, says so in its stage, and
+    `job_resend_unsent` (run by every worker) sends it when the broker is back. A message
+    sent twice (a crash right after the send) carries the same task id.
+    """
+    spec = {
+        "task": task.name,
+        "args": [job.pk, *args],
+        "kwargs": kwargs,
+        "task_id": str(uuid.uuid4()),
+    }
+    params = Job.objects.values_list("params", flat=True).get(pk=job.pk) or {}
+    job.params, job.celery_task_id = {**params, SEND_KEY: spec}, ""
+    job.heartbeat_at = timezone.now()
+    Job.objects.filter(pk=job.pk).update(
+        params=job.params, celery_task_id="", heartbeat_at=job.heartbeat_at
+    )
+    transaction.on_commit(lambda: _send(job.pk, spec, task, job=job))
 
-    transaction.on_commit(send)
+
+def _send(job_id: int, spec: dict, task=None, *, job: Job | None = None) -> bool:
+    """Hand a recorded send to the broker; on failure leave the job queued and say why
+    (also on `job`, the caller's copy, so an answer built from it tells the user)."""
+    if task is None:
+        from celery_app import app
+
+        task = app.tasks[spec["task"]]
+    try:
+        result = task.apply_async(args=spec["args"], kwargs=spec["kwargs"], task_id=spec["task_id"])
+    except Exception as exc:  # noqa: BLE001 - broker or result backend unreachable, ...
+        logger.warning(
+            "Could not send job #%s (%s) to the task queue; it stays queued and is re-sent "
+            "when the broker is back: %s: %s",
+            job_id,
+            spec["task"],
+            type(exc).__name__,
+            exc,
+        )
+        stage = (
+            f"waiting for the task queue (broker unreachable: {type(exc).__name__}); "
+            "it is sent as soon as the broker is back"
+        )[:200]
+        Job.objects.filter(pk=job_id, status=JobStatus.QUEUED, celery_task_id="").update(
+            stage=stage
+        )
+        if job is not None and job.status == JobStatus.QUEUED:
+            job.stage = stage
+        return False
+    Job.objects.filter(pk=job_id, celery_task_id="").update(celery_task_id=result.id or "")
+    return True
+
+
+def job_resend_unsent(grace_seconds: float = 10.0) -> int:
+    """Send the queued jobs whose message never reached the broker; return how many went.
+
+    Unsent: queued, `celery_task_id` still empty, recorded over `grace_seconds` ago (a
+    send in progress is left alone). Each job is claimed by moving its stamp first, so
+    two workers running this at once do not both send it.
+    """
+    cutoff = timezone.now() - timezone.timedelta(seconds=grace_seconds)
+    candidates = Job.objects.filter(
+        status=JobStatus.QUEUED, celery_task_id="", heartbeat_at__lt=cutoff
+    ).values_list("pk", "params", "heartbeat_at")
+    sent = 0
+    for job_id, params, stamp in candidates:
+        spec = (params or {}).get(SEND_KEY)
+        if not spec:
+            continue  # recorded before sends were recorded: nothing to resend
+        claimed = Job.objects.filter(
+            pk=job_id, status=JobStatus.QUEUED, celery_task_id="", heartbeat_at=stamp
+        ).update(heartbeat_at=timezone.now())
+        if claimed and _send(job_id, spec):
+            logger.info("Re-sent job #%s (%s) to the task queue", job_id, spec["task"])
+            sent += 1
+    return sent
 
 
 def job_start(job_id: int, *, task_id: str = "") -> Job:
@@ -47,6 +124,17 @@ def job_start(job_id: int, *, task_id: str = "") -> Job:
         **({"celery_task_id": task_id} if task_id else {}),
     )
     return Job.objects.get(pk=job_id)
+
+
+def job_claim(job_id: int) -> bool:
+    """Take a queued job for this worker (it becomes running); False if it is not queued,
+    e.g. because another worker is running it already. One conditional update, so of two
+    workers handed copies of one message at once, exactly one gets True."""
+    return bool(
+        Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING, heartbeat_at=timezone.now()
+        )
+    )
 
 
 def job_progress(job_id: int, done: int, total: int, stage: str = "") -> bool:
@@ -148,6 +236,10 @@ def job_running(job_id: int, *, task_id: str = "") -> Iterator[Callable[[int, in
     job = Job.objects.get(pk=job_id)
     if job.status == JobStatus.CANCELLED:
         raise JobCancelled(f"job {job_id} was cancelled before it started")
+    if job.status not in ACTIVE_STATUSES:
+        # A message delivered again after its job finished (the broker redelivered it, or
+        # it was re-sent): the job is over and must not run, or change state, again.
+        raise JobCancelled(f"job {job_id} already {job.status}: nothing to do")
     job_start(job_id, task_id=task_id)
     last = [0.0]
 

