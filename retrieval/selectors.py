@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 
 from catalog.filters import ArtworkFilter
 from catalog.models import Artist, Artwork, Genre, Style
@@ -68,14 +69,21 @@ def index_store(space: EmbeddingSpace):
         return _stores[root]
 
 
+def _vocabulary_key() -> tuple:
+    """Count and newest id of artists, styles and genres, in one round trip (a search
+    calls this on every request)."""
+    parts = []
+    for model in (Artist, Style, Genre):
+        table = connection.ops.quote_name(model._meta.db_table)
+        parts.append(f"(SELECT COUNT(*) FROM {table}), (SELECT MAX(id) FROM {table})")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(parts))
+        return tuple(cursor.fetchone())
+
+
 def prompt_parser() -> PromptParser:
     """A parser for the catalog's vocabulary, rebuilt when the vocabulary changes."""
-    key = (
-        Artist.objects.count(),
-        Style.objects.count(),
-        Genre.objects.count(),
-        Artist.objects.order_by("-id").values_list("id", flat=True).first(),
-    )
+    key = _vocabulary_key()
     with _lock:
         if _parser_cache["key"] != key:
             _parser_cache["parser"] = PromptParser(
@@ -100,16 +108,44 @@ def allowed_ids_for(filters: dict | None) -> np.ndarray | None:
     return np.fromiter(artwork_filter.qs.values_list("id", flat=True), dtype=np.int64)
 
 
-def _slot_vectors(space, parsed: ParsedPrompt) -> dict[str, np.ndarray]:
+_slot_cache: dict = {"version": None, "vectors": {}}
+
+
+def _slot_vectors(space, parsed: ParsedPrompt, version: str | None = None) -> dict[str, np.ndarray]:
+    """The stored label embeddings of the names a prompt matched, by slot.
+
+    With an index `version`, vectors are cached per process until the served index
+    changes (a renamed label reaches search through a re-embed and a rebuild anyway).
+    """
     wanted = {m.slot: m.label_id for m in parsed.matches}
-    out = {}
-    for slot, label_id in wanted.items():
-        row = LabelEmbedding.objects.filter(space=space, kind=slot, label_id=label_id).first()
-        if row is None:
-            raise RetrievalUnavailable(
-                f"No embedding for {slot} {label_id}: run `python manage.py embed_catalog`."
-            )
-        out[slot] = np.frombuffer(bytes(row.vector), dtype=np.float32)
+    with _lock:
+        if version is None or _slot_cache["version"] != version:
+            _slot_cache.update(version=version, vectors={})
+        cache = _slot_cache["vectors"]
+        out = {
+            slot: cache[(space.pk, slot, i)]
+            for slot, i in wanted.items()
+            if (space.pk, slot, i) in cache
+        }
+    missing = {slot: i for slot, i in wanted.items() if slot not in out}
+    if missing:
+        match = Q(pk__in=[])
+        for slot, label_id in missing.items():
+            match |= Q(kind=slot, label_id=label_id)
+        rows = LabelEmbedding.objects.filter(match, space=space).values_list(
+            "kind", "label_id", "vector"
+        )
+        found = {(kind, label_id): vector for kind, label_id, vector in rows}
+        for slot, label_id in missing.items():
+            if (slot, label_id) not in found:
+                raise RetrievalUnavailable(
+                    f"No embedding for {slot} {label_id}: run `python manage.py embed_catalog`."
+                )
+            out[slot] = np.frombuffer(bytes(found[(slot, label_id)]), dtype=np.float32)
+        if version is not None:
+            with _lock:
+                if _slot_cache["version"] == version and len(cache) < 10_000:
+                    cache.update({(space.pk, s, missing[s]): out[s] for s in missing})
     return out
 
 
@@ -152,7 +188,7 @@ def artwork_search(
     if image is not None:
         image_vec = embedder.embed_images([image])[0]
         content = image_vec if content is None else content + image_vec
-    slots = _slot_vectors(space, parsed) if parsed else {}
+    slots = _slot_vectors(space, parsed, loaded.version) if parsed else {}
     if content is None and not slots:
         raise SearchInputError("The prompt has no words to search with.")
     query = query_vector(

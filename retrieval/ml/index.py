@@ -10,6 +10,8 @@ On disk, under one root folder::
           ids.npy                  int64 catalog id of each row
           vectors.npy              float32 (n, d) rows, for exact and filtered search
           meta.json                kind, n, d, parameters, timings, caller's meta
+          slots.npz, content.npy   slot indexes only: label look-up tables, and the
+                                   content blocks in label-combination order
 
 Builds never touch the served version: a build writes a temporary folder inside `root`,
 fsyncs it, renames it into `versions/`, and only then replaces `CURRENT` with
@@ -26,7 +28,9 @@ Vectors are expected L2-normalised (see `fusion.py`): inner product is the score
 Index kinds (measured on 80k x 1024 clustered vectors, one thread, see ENVIRONMENT.md):
 ``flat`` (IndexFlatIP, exact, ~16 ms/query) up to `exact_max` rows; ``hnsw``
 (IndexHNSWFlat M=32, ~0.2 ms/query, recall@20 0.99) above; ``ivf`` (IVF-Flat, nprobe
-calibrated at build time for recall@10 >= 0.95 on a sample) on request.
+calibrated at build time for recall@10 >= 0.95 on a sample) on request; ``slots`` for
+MythraGen's fused [content, genre, artist, style] vectors above `exact_max` (the default
+there, see `LoadedIndex._slot_search`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ CURRENT_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
 TMP_PREFIX = ".tmp-"
 IVF_TARGET_RECALL = 0.95
+SLOT_LAYOUT = 3  # version of the slot index layout; older slot indexes must be rebuilt
+SLOT_PQ_MIN = 4096  # fewer distinct content vectors: exact flat content index
 _SEARCH_CHUNK = 16384  # rows per block in exact search (bounded memory on big catalogs)
 
 Progress = Callable[[str, float], None]
@@ -261,6 +267,7 @@ def _build_faiss(
     ef_construction: int,
     ef_search: int,
     report: Callable[[float], None],
+    slot_tables: dict[str, np.ndarray] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     n, d = vectors.shape
     if kind == "flat":
@@ -274,17 +281,18 @@ def _build_faiss(
         _add_in_chunks(index, vectors, report)
         return index, {"hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
     if kind == "slots":
-        # HNSW over the content block only; label blocks are scored exactly at search time.
-        content = np.ascontiguousarray(vectors[:, : d // 4])
-        index = faiss.IndexHNSWFlat(d // 4, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-        index.hnsw.efSearch = ef_search
-        _add_in_chunks(index, content, report)
+        # A compressed scan over the distinct content blocks (`_slot_tables`), refined
+        # exactly at search time; label blocks are scored exactly by table look-up.
+        groups = slot_tables["content_rows"][slot_tables["content_ptr"][:-1]]
+        content = np.ascontiguousarray(vectors[groups, : d // 4])
+        index, content_index = _content_index(content)
+        report(1.0)
         return index, {
-            "hnsw_m": hnsw_m,
-            "ef_construction": ef_construction,
-            "ef_search": ef_search,
             "blocks": 4,
+            "slot_layout": SLOT_LAYOUT,
+            "content_index": content_index,
+            "distinct_content": int(content.shape[0]),
+            "label_combinations": int(slot_tables["combo_labels"].shape[0]),
         }
     if kind == "ivf":
         nlist = _ivf_nlist(n)
@@ -303,21 +311,97 @@ def _build_faiss(
     raise ValueError(f"unknown index kind {kind!r}")
 
 
-def _write_slot_tables(folder: Path, vectors: np.ndarray) -> None:
-    """For each label block (genre, artist, style): its distinct rows and, per catalog row,
-    which one it holds. A few thousand distinct labels stand for 81k rows."""
+def _content_index(content: np.ndarray) -> tuple[Any, str]:
+    """The content part of a slot index: 4-bit product-quantisation fast scan (one 4-bit
+    code per 4 dimensions, 48 bytes per 384-d vector) over every distinct content vector;
+    search refines its candidates with exact inner products. Below SLOT_PQ_MIN vectors (or
+    for dimensions that do not split in fours) an exact flat index.
+
+    Why not HNSW: on the real catalog (70,782 distinct MiniLM content vectors) an HNSW
+    (M 32, efConstruction 80-200, efSearch 128-512) found only 85-94% of the true top 50
+    by content for title prompts: queries carry no genre term while stored content does,
+    so they fall between the graph's clusters. A scan has no such blind spot: 0.995 with
+    1,000 refined candidates, in under a millisecond, and builds in ~2 s instead of ~50 s.
+    """
+    n, d = content.shape
+    if n < SLOT_PQ_MIN or d % 4:
+        index = faiss.IndexFlatIP(d)
+        index.add(content)
+        return index, "flat"
+    m = d // 4
+    index = faiss.IndexPQFastScan(d, m, 4, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(0)
+    train = content if n <= 65536 else content[np.sort(rng.choice(n, 65536, replace=False))]
+    index.train(train)
+    index.add(content)
+    return index, f"pq{m}x4fs"
+
+
+def _slot_tables(vectors: np.ndarray) -> dict[str, np.ndarray]:
+    """The look-up tables of a slot index (see `LoadedIndex._slot_search`).
+
+    - `inverse` (n, 3) and `u0..u2`: for each label block (genre, artist, style) its
+      distinct rows and which one each catalog row holds (a few thousand labels stand for
+      81k rows);
+    - `combo_labels` (c, 3), `combo_of_row` (n,), `combo_ptr` (c+1,), `combo_rows` (n,):
+      the distinct (genre, artist, style) combinations, and the rows of combination i as
+      `combo_rows[combo_ptr[i]:combo_ptr[i+1]]`; all rows of one combination share one
+      label score, whatever the query;
+    - `content_of_row` (n,), `content_ptr`, `content_rows`: the same grouping for identical
+      content blocks (the content HNSW holds each distinct content vector once: many works
+      share a title such as "Untitled", and duplicates degrade an HNSW graph).
+    """
     d4 = vectors.shape[1] // 4
-    inverse = np.zeros((vectors.shape[0], 3), dtype=np.int32)
-    uniques = {}
+    n = vectors.shape[0]
+    inverse = np.zeros((n, 3), dtype=np.int32)
+    tables: dict[str, np.ndarray] = {}
     for b in range(3):
         block = np.ascontiguousarray(vectors[:, (b + 1) * d4 : (b + 2) * d4])
         uniq, inv = np.unique(block, axis=0, return_inverse=True)
-        uniques[f"u{b}"] = uniq.astype(np.float32)
+        tables[f"u{b}"] = uniq.astype(np.float32)
         inverse[:, b] = inv.reshape(-1)
+    tables["inverse"] = inverse
+    combos, combo_of_row = np.unique(inverse, axis=0, return_inverse=True)
+    tables["combo_labels"] = combos.astype(np.int32)
+    for name, groups, count in (
+        ("combo", combo_of_row.reshape(-1), len(combos)),
+        ("content", _content_groups(vectors[:, :d4]), None),
+    ):
+        if count is None:
+            count = int(groups.max()) + 1 if n else 0
+        order = np.argsort(groups, kind="stable").astype(np.int32)
+        ptr = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(np.bincount(groups, minlength=count), out=ptr[1:])
+        tables[f"{name}_of_row"] = groups.astype(np.int32)
+        tables[f"{name}_ptr"] = ptr
+        tables[f"{name}_rows"] = order
+    position = np.empty(n, dtype=np.int32)
+    position[tables["combo_rows"]] = np.arange(n, dtype=np.int32)
+    tables["position_of_row"] = position  # row -> its line in content.npy
+    return tables
+
+
+def _content_groups(content: np.ndarray) -> np.ndarray:
+    """For each row, the number of its distinct content vector (first-seen order)."""
+    content = np.ascontiguousarray(content, dtype=np.float32)
+    keys = content.view(np.dtype((np.void, content.dtype.itemsize * content.shape[1])))
+    _uniq, first, inverse = np.unique(keys.reshape(-1), return_index=True, return_inverse=True)
+    # Renumber by first appearance so unique content i is row-ordered (stable, readable).
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.reshape(-1)]
+
+
+def _write_slot_tables(folder: Path, tables: dict[str, np.ndarray], vectors: np.ndarray) -> None:
+    """slots.npz, and content.npy: the content blocks in combination order, so the rows of
+    one label combination are one contiguous slice (scored without gathering)."""
     with open(folder / "slots.npz", "wb") as fh:
-        np.savez(fh, inverse=inverse, **uniques)
+        np.savez(fh, **tables)
         fh.flush()
         os.fsync(fh.fileno())
+    d4 = vectors.shape[1] // 4
+    np.save(folder / "content.npy", np.ascontiguousarray(vectors[tables["combo_rows"], :d4]))
+    _fsync_file(folder / "content.npy")
 
 
 def _fsync_file(path: Path) -> None:
@@ -449,6 +533,7 @@ def build_index(
     root = Path(root)
     (root / VERSIONS_DIR).mkdir(parents=True, exist_ok=True)
     report("building", 0.05)
+    slot_tables = _slot_tables(vectors) if chosen == "slots" else None
     index, params = _build_faiss(
         chosen,
         vectors,
@@ -456,6 +541,7 @@ def build_index(
         ef_construction=ef_construction,
         ef_search=ef_search,
         report=lambda f: report("building", 0.05 + 0.75 * f),
+        slot_tables=slot_tables,
     )
     version = _version_name(vectors, ids)
     build_seconds = time.perf_counter() - started
@@ -489,8 +575,8 @@ def build_index(
     try:
         tmp.mkdir()
         _write_version_files(tmp, index, vectors, ids, full_meta)
-        if chosen == "slots":
-            _write_slot_tables(tmp, vectors)
+        if slot_tables is not None:
+            _write_slot_tables(tmp, slot_tables, vectors)
         os.rename(tmp, final)
         renamed = True
         _fsync_dir(root / VERSIONS_DIR)
@@ -511,6 +597,40 @@ def build_index(
 
 # ---------------------------------------------------------------------------------------
 # Loading and searching
+
+
+_blas = {"controller": None}
+
+
+def _one_blas_thread():
+    """A context in which numpy's BLAS uses one thread.
+
+    A search's products are small (a few thousand rows x 384): on a busy 2-core machine a
+    3000 x 384 matrix-vector product took 2.0 ms with OpenBLAS's 2 threads and 0.09 ms with
+    one (a thread pool contending with other processes). The limit is process-wide while
+    it lasts; a concurrent search only sees a different thread count, never a wrong result.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    if _blas["controller"] is None:
+        _blas["controller"] = ThreadpoolController()
+    return _blas["controller"].limit(limits=1, user_api="blas")
+
+
+def _expand(ptr: np.ndarray, members: np.ndarray, groups: np.ndarray):
+    """Rows of the given groups of a CSR grouping (their positions in it when `members` is
+    None), and for each row its position in `groups`."""
+    starts, ends = ptr[groups], ptr[groups + 1]
+    sizes = (ends - starts).astype(np.int64)
+    total = int(sizes.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    owner = np.repeat(np.arange(len(groups)), sizes)
+    offsets = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    positions = starts[owner] + offsets
+    if members is None:
+        return positions, owner
+    return members[positions].astype(np.int64), owner
 
 
 @dataclass
@@ -557,12 +677,14 @@ class LoadedIndex:
     _sorted_ids: np.ndarray | None = field(default=None, repr=False)
     _sorted_rows: np.ndarray | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _slot_inverse: np.ndarray | None = field(default=None, repr=False)
-    _slot_uniques: list | None = field(default=None, repr=False)
-    # Content candidates the slot index takes from its HNSW before exact re-scoring.
-    slot_content_candidates: int = 500
-    # At most this many extra rows are re-scored by the threshold step of a slot search.
-    slot_expand_max: int = 20_000
+    _slots: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    _content: np.ndarray | None = field(default=None, repr=False)
+    # Distinct content vectors the slot search re-scores exactly after its compressed scan,
+    # and how many of the best it trusts as the true top (see `_slot_search`).
+    slot_refine: int = 1000
+    slot_content_candidates: int = 200
+    # At most this many rows are re-scored by the threshold step of one slot search.
+    slot_expand_max: int = 30_000
 
     @classmethod
     def open(cls, path: Path, *, use_gpu: str | None = None) -> LoadedIndex:
@@ -577,7 +699,13 @@ class LoadedIndex:
         n, d = int(meta["n"]), int(meta["d"])
         kind = meta["kind"]
         index_d = d // 4 if kind == "slots" else d
-        if index.ntotal != n or ids.shape != (n,) or vectors.shape != (n, d) or index.d != index_d:
+        index_n = int(meta.get("params", {}).get("distinct_content", n)) if kind == "slots" else n
+        if (
+            index.ntotal != index_n
+            or ids.shape != (n,)
+            or vectors.shape != (n, d)
+            or index.d != index_d
+        ):
             raise ValueError(f"{path}: index, ids and vectors disagree with meta.json")
         kind = meta["kind"]
         params = meta.get("params", {})
@@ -590,8 +718,6 @@ class LoadedIndex:
             flat = faiss.downcast_index(index.storage)
         elif kind == "ivf":
             index.nprobe = int(params.get("nprobe", 1))
-        elif kind == "slots":
-            index.hnsw.efSearch = ef_search
         loaded = cls(
             version=path.name,
             path=path,
@@ -606,9 +732,17 @@ class LoadedIndex:
             _flat=flat,
         )
         if kind == "slots":
+            if params.get("slot_layout") != SLOT_LAYOUT:
+                raise ValueError(
+                    f"{path}: slot index of an older layout: rebuild it (manage.py build_index)"
+                )
             with np.load(path / "slots.npz") as tables:
-                loaded._slot_inverse = np.ascontiguousarray(tables["inverse"])
-                loaded._slot_uniques = [tables[f"u{b}"] for b in range(3)]
+                loaded._slots = {name: np.ascontiguousarray(tables[name]) for name in tables}
+            loaded._slots["combo_sizes"] = np.diff(loaded._slots["combo_ptr"])
+            content = np.load(path / "content.npy", mmap_mode="r")
+            if content.shape != (n, d // 4):
+                raise ValueError(f"{path}: content.npy disagrees with meta.json")
+            loaded._content = content.view(np.ndarray)  # plain array view: faster indexing
         mode = use_gpu or meta.get("gpu", {}).get("use_gpu", "auto")
         if mode != "never" and kind == "flat" and n > 0 and _gpu_count() > 0:
             loaded._to_gpu()
@@ -733,7 +867,8 @@ class LoadedIndex:
         return scores.astype(np.float32, copy=False), np.asarray(self.ids)[rows]
 
     def _slot_search_many(self, q, k, mask, selector) -> tuple[np.ndarray, np.ndarray]:
-        results = [self._slot_search(row, k, mask, selector) for row in q]
+        with _one_blas_thread():
+            results = [self._slot_search(row, k, mask, selector) for row in q]
         scores = np.stack([r[0] for r in results]).astype(np.float32)
         rows = np.stack([r[1] for r in results]).astype(np.int64)
         return self._fill_short(q, scores, rows, k, mask, selector)
@@ -741,60 +876,121 @@ class LoadedIndex:
     def _slot_search(self, q, k, mask, selector) -> tuple[np.ndarray, np.ndarray]:
         """Slot-decomposed search over fused [content, genre, artist, style] vectors.
 
-        Score = content . q_content + sum over label blocks of label . q_label. Label blocks
-        take few distinct values, so their part is exact for every row by table look-up;
-        the candidates are every row tied at or above the k-th best label score, plus the
-        best rows by content from an HNSW over the content block alone; candidates are then
-        scored exactly. Plain HNSW over the concatenation found only ~60% of the true top 50
-        for prompts that leave slots empty (their queries lie far from every stored vector
-        and tie on labels); this finds them. Returns (scores, rows), padded with -1.
+        score(row) = content(row) . q_content + label(row), where label(row) is the sum over
+        the genre, artist and style blocks of block . q_block. Label blocks take few values,
+        so label scores are computed once per distinct (genre, artist, style) combination
+        (a few thousand, against 81k rows), and every row of a combination shares one.
+
+        1. An HNSW over the distinct content vectors returns the M best by content, with
+           exact content scores; c_M, the M-th best, bounds the content score of every row
+           it did not return.
+        2. Those rows are scored exactly (content + label of their combination).
+        3. Threshold step: a row outside step 1 scores at most c_M + label(row), so only
+           combinations with label + c_M >= the current k-th best total can still place a
+           row in the top k. They are scored exactly, best label first, re-tightening the
+           k-th best as they go and stopping at the first that cannot reach it.
+
+        Exact whenever the HNSW returns the true top M by content (ties aside). Plain HNSW
+        over the concatenation found only ~60% of the true top 50 for prompts that leave
+        slots empty (their queries lie far from every stored vector and tie on labels).
+        Returns (scores, rows), padded with -inf / -1.
         """
+        t = self._slots
         d4 = self.d // 4
         qc = q[:d4]
-        label = np.zeros(self.n, dtype=np.float32)
-        has_label = False
+        combo_label = np.zeros(len(t["combo_labels"]), dtype=np.float32)
         for b in range(3):
             qb = q[(b + 1) * d4 : (b + 2) * d4]
             if np.any(qb):
-                label += (self._slot_uniques[b] @ qb)[self._slot_inverse[:, b]]
-                has_label = True
-        if mask is not None:
-            label[~mask] = -np.inf
-        parts = []
-        if has_label:
-            kth = np.partition(label, -k)[-k]
-            parts.append(np.flatnonzero(label >= kth - 1e-6))
-        if np.any(qc):
-            m = max(k, self.slot_content_candidates)
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, m), sel=selector)
-            _s, found = self.index.search(qc[None, :].astype(np.float32), m, params=params)
-            parts.append(found[0][found[0] >= 0])
-        if not parts:  # an all-zero query: every row scores 0
-            parts.append(np.flatnonzero(mask) if mask is not None else np.arange(self.n))
-        candidates = np.unique(np.concatenate(parts))
-        if mask is not None:
-            candidates = candidates[mask[candidates]]
-        total = np.asarray(self.vectors[candidates, :d4]) @ qc + label[candidates]
-        if has_label and np.any(qc) and len(total) >= k:
-            # Threshold step: a row can only reach the top k if its label score plus the
-            # best content score anywhere (the content search's top hit) beats the current
-            # k-th total. Score those rows too (capped, so a pathological query stays fast).
-            best_content = float(np.max(total - label[candidates]))
-            kth_total = float(np.partition(total, -k)[-k])
-            more = np.flatnonzero(label >= kth_total - best_content)
-            more = np.setdiff1d(more, candidates, assume_unique=False)
-            if len(more):
-                more = more[: self.slot_expand_max]
-                candidates = np.concatenate([candidates, more])
-                total = np.concatenate(
-                    [total, np.asarray(self.vectors[more, :d4]) @ qc + label[more]]
-                )
-        top = np.argsort(-total, kind="stable")[:k]
+                combo_label += (t[f"u{b}"] @ qb)[t["combo_labels"][:, b]]
+        has_content = bool(np.any(qc))
+        kept_rows: list[np.ndarray] = []
+        kept_scores: list[np.ndarray] = []
+        bound = -np.inf  # content score bound for rows not yet scored
+        if has_content:
+            groups, c_scores, bound = self._slot_content(qc, k, mask)
+            rows, owner = _expand(t["content_ptr"], t["content_rows"], groups)
+            if mask is not None:
+                keep = mask[rows]
+                rows, owner = rows[keep], owner[keep]
+            kept_rows.append(rows)
+            kept_scores.append(c_scores[owner] + combo_label[t["combo_of_row"][rows]])
+        else:
+            bound = 0.0  # every row's content part is 0
+        scored = np.concatenate(kept_rows) if kept_rows else np.zeros(0, dtype=np.int64)
+        totals = np.concatenate(kept_scores) if kept_scores else np.zeros(0, dtype=np.float32)
+        kth = float(np.partition(totals, -k)[-k]) if len(totals) >= k else -np.inf
+        if bound > -np.inf:
+            # Threshold step over combinations, best label score first. (Rows that could
+            # only tie with the k-th best are not needed: ties may go either way.)
+            hot = np.flatnonzero(combo_label + bound > kth)
+            hot = hot[np.argsort(-combo_label[hot], kind="stable")]
+            falling = -combo_label[hot]  # ascending
+            ends = np.cumsum(t["combo_sizes"][hot])
+            seen = np.zeros(self.n, dtype=bool)
+            seen[scored] = True
+            budget = self.slot_expand_max
+            start = 0
+            while start < len(hot) and budget > 0:
+                # Combinations that can still beat the k-th best: label > kth - bound.
+                cut = int(np.searchsorted(falling, bound - kth, side="left"))
+                if cut <= start:
+                    break
+                # A batch of ~2k rows at a time, then re-tighten the k-th best.
+                before = ends[start - 1] if start else 0
+                stop = int(np.searchsorted(ends, before + 2048, side="left")) + 1
+                stop = min(max(stop, start + 1), cut)
+                positions, _owner = _expand(t["combo_ptr"], None, hot[start:stop])
+                start = stop
+                rows = t["combo_rows"][positions]
+                keep = ~seen[rows] if mask is None else ~seen[rows] & mask[rows]
+                positions, rows = positions[keep][:budget], rows[keep][:budget]
+                if not len(rows):
+                    continue
+                budget -= len(rows)
+                seen[rows] = True
+                label = combo_label[t["combo_of_row"][rows]]
+                add = (self._content[positions] @ qc + label) if has_content else label
+                scored = np.concatenate([scored, rows])
+                totals = np.concatenate([totals, add.astype(np.float32)])
+                if len(totals) >= k:
+                    kth = float(np.partition(totals, -k)[-k])
+                    if not has_content:
+                        break  # label-only: best combinations first, the rest can only tie
+        top = np.argpartition(-totals, k - 1)[:k] if len(totals) > k else np.arange(len(totals))
+        top = top[np.argsort(-totals[top], kind="stable")]
         scores = np.full(k, -np.inf, dtype=np.float32)
-        rows = np.full(k, -1, dtype=np.int64)
-        scores[: len(top)] = total[top]
-        rows[: len(top)] = candidates[top]
-        return scores, rows
+        out = np.full(k, -1, dtype=np.int64)
+        scores[: len(top)] = totals[top]
+        out[: len(top)] = scored[top]
+        return scores, out
+
+    def _slot_content(self, qc, k, mask) -> tuple[np.ndarray, np.ndarray, float]:
+        """Best distinct content vectors for `qc` with exact scores, best first, and the
+        bound on the content score of every other row (-inf when all were scored)."""
+        t = self._slots
+        total = self.index.ntotal
+        wanted = max(k, self.slot_content_candidates)
+        refine = max(self.slot_refine, wanted)
+        if mask is not None:
+            # Candidates are filtered after the scan: scan more, by 1 / fraction allowed.
+            fraction = max(float(mask.mean()), 1e-6)
+            refine = int(math.ceil(refine / fraction))
+            wanted = int(math.ceil(wanted / fraction))
+        refine = min(refine, total)
+        _approx, groups = self.index.search(qc[None, :].astype(np.float32), refine)
+        groups = groups[0][groups[0] >= 0]
+        first = t["content_rows"][t["content_ptr"][groups]]
+        exact = self._content[t["position_of_row"][first]] @ qc
+        if len(groups) < total:
+            best = np.argpartition(-exact, wanted - 1)[:wanted] if len(exact) > wanted else None
+            if best is None:
+                best = np.arange(len(exact))
+            bound = float(exact[best].min()) if len(best) == wanted else -np.inf
+        else:
+            best = np.arange(len(exact))
+            bound = -np.inf  # every distinct content vector was scored
+        return groups[best], exact[best], bound
 
     def _exact(self, q, k, mask, selector) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over the allowed rows (all rows when `mask` is None)."""

@@ -324,3 +324,98 @@ def test_gpu_flat_search_matches_cpu(data, tmp_path):
     cpu_scores, cpu_ids = cpu.search(queries, 10)
     np.testing.assert_allclose(gpu_scores, cpu_scores, atol=1e-4)
     assert _recall(gpu_ids, cpu_ids) >= 0.99
+
+
+def _fused_catalog(n: int, d4: int, seed: int):
+    """Rows shaped like MythraGen's fused vectors: [content, genre, artist, style] blocks,
+    each unit-length, scaled by 1/2; labels repeat (few values), and a quarter of the rows
+    share their content with another row (works titled alike)."""
+    rng = np.random.default_rng(seed)
+
+    def unit(m):
+        v = rng.normal(size=(m, d4)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    genres, artists, styles = unit(6), unit(60), unit(8)
+    artist_of = rng.integers(0, 60, n)
+    style_of = (artist_of % 8 + rng.integers(0, 2, n)) % 8  # artists keep to few styles
+    genre_of = rng.integers(0, 6, n)
+    content = unit(n)
+    dup = rng.choice(n, n // 4, replace=False)
+    content[dup] = content[rng.integers(0, n, n // 4)]
+    rows = np.hstack([content, genres[genre_of], artists[artist_of], styles[style_of]]) / 2
+    return rows.astype(np.float32), (content, genres, artists, styles)
+
+
+def _slot_queries(parts, seed: int):
+    from retrieval.ml.fusion import query_vector
+
+    content, genres, artists, styles = parts
+    rng = np.random.default_rng(seed)
+    d4 = content.shape[1]
+    out = []
+    for i in range(60):
+        near = content[rng.integers(0, len(content))] + 0.4 * rng.normal(size=d4)
+        form = i % 6
+        slots = {
+            0: {},
+            1: {"artist": artists[rng.integers(0, 60)]},
+            2: {"style": styles[rng.integers(0, 8)]},
+            3: {"genre": genres[rng.integers(0, 6)], "style": styles[rng.integers(0, 8)]},
+            4: {"artist": artists[rng.integers(0, 60)], "style": styles[rng.integers(0, 8)]},
+            5: {"artist": artists[rng.integers(0, 60)]},  # label only
+        }[form]
+        out.append(query_vector(None if form == 5 else near, dim=d4, **slots))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize(
+    ("content_index", "candidates", "refine"),
+    [("flat", 10, 10), ("pq6x4fs", 10, 1500), ("pq6x4fs", 200, 1500)],
+)
+def test_slot_index_matches_exact_scores_for_every_prompt_form(
+    tmp_path, monkeypatch, content_index, candidates, refine
+):
+    """Few content candidates force the threshold step to find the rest; scores must equal
+    brute force's for each query form (ties may pick different rows of equal score)."""
+    if content_index != "flat":
+        monkeypatch.setattr(index_module, "SLOT_PQ_MIN", 100)
+    rows, parts = _fused_catalog(4000, 24, seed=3)
+    ids = np.arange(len(rows), dtype=np.int64) + 10
+    info = build_index(rows, ids, tmp_path, kind="slots", blocks=4)
+    loaded = LoadedIndex.open(info.path)
+    assert loaded.kind == "slots"
+    params = loaded.meta["params"]
+    assert params["content_index"] == content_index
+    assert params["distinct_content"] < len(rows)  # duplicates are stored once
+    assert params["label_combinations"] < len(rows)
+    loaded.slot_content_candidates, loaded.slot_refine = candidates, refine
+    queries = _slot_queries(parts, seed=4)
+    k = 20
+    exact, _ = exact_search(rows, ids, queries, k)
+    scores, found = loaded.search(queries, k)
+    assert (found >= 0).all()
+    np.testing.assert_allclose(scores, exact, atol=1e-5)
+    # The returned scores are the rows' true scores.
+    true = np.einsum("qkd,qd->qk", rows[found - 10], queries)
+    np.testing.assert_allclose(scores, true, atol=1e-5)
+
+    # A sub-collection large enough to take the slot path (> exact_allowed thresholds).
+    loaded.exact_allowed_max, loaded.exact_allowed_fraction = 0, 0.0
+    allowed = ids[ids % 3 != 0]
+    sub = rows[ids % 3 != 0]
+    exact_sub, _ = exact_search(sub, allowed, queries, k)
+    scores_sub, found_sub = loaded.search(queries, k, allowed_ids=allowed)
+    assert np.isin(found_sub, allowed).all()
+    np.testing.assert_allclose(scores_sub, exact_sub, atol=1e-5)
+
+
+def test_old_slot_layout_asks_for_a_rebuild(tmp_path):
+    rows, _parts = _fused_catalog(500, 8, seed=5)
+    info = build_index(rows, np.arange(500), tmp_path, kind="slots", blocks=4)
+    meta_path = info.path / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["params"].pop("slot_layout")
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="rebuild"):
+        LoadedIndex.open(info.path)
