@@ -271,6 +271,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 JOBS_RESEND_SECONDS = env.int("MYTHRAGEN_JOB_RESEND_SECONDS", default=30)
+# A running job (index rebuild, labelling run) whose worker has not reported for this long
+# is marked failed when the next one of its kind is requested.
+JOBS_STALE_SECONDS = env.int("MYTHRAGEN_JOB_STALE_SECONDS", default=900)
 # No global time limit: long tasks (LoRA training) set their own.
 CELERY_TASK_TIME_LIMIT = None
 

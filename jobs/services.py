@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -262,4 +263,9 @@ def job_running(job_id: int, *, task_id: str = "") -> Iterator[Callable[[int, in
 
 
 def active_jobs(kind: str):
+    """Queued or running jobs of `kind`, for one-at-a-time requests (index rebuild,
+    labelling runs). A running one whose worker stopped reporting `JOBS_STALE_SECONDS` ago
+    is marked failed first, so a killed worker does not block the next request until its
+    task is redelivered (hours later on Redis, never on the filesystem broker)."""
+    job_fail_stale(settings.JOBS_STALE_SECONDS, kinds=[kind])
     return Job.objects.filter(kind=kind, status__in=ACTIVE_STATUSES)

@@ -401,6 +401,55 @@ def test_a_worker_killed_between_phases_and_during_training_loses_nothing(
     print(f"\n[fault 1] {timeline}; the retry resumed from step {resumed}")
 
 
+@pytest.mark.django_db
+def test_a_phase_message_delivered_twice_runs_once(imported_demo, django_user_model):
+    """The guard behind re-sending: a second copy of a phase's message (first delivery)
+    finds the job running and is dropped; a redelivered one (its worker died) takes over."""
+    from generation import services as gen
+
+    user = django_user_model.objects.create_user("painter", "", "pw")
+    generation = gen.generation_request(user, gen.GenerationParams(prompt=PROMPT, seed=1))
+    job_id = generation.job_id
+    assert gen.generation_phase_begin(generation.pk, job_id, "retrieve", first_delivery=True)
+    assert _job(job_id).status == JobStatus.RUNNING
+    assert not gen.generation_phase_begin(generation.pk, job_id, "retrieve", first_delivery=True)
+    generation.refresh_from_db()
+    assert generation.phase_attempts == 1  # the dropped copy did not count as an attempt
+    assert gen.generation_phase_begin(generation.pk, job_id, "retrieve", first_delivery=False)
+    generation.refresh_from_db()
+    assert generation.phase_attempts == 2
+
+
+@pytest.mark.django_db
+def test_unsent_jobs_are_resent_once_and_finished_ones_never_run_again(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    """What a worker's re-send pass picks: queued jobs whose message never left (recorded
+    over the grace period ago), each once; and a finished job's late message does nothing."""
+    from jobs import services as jobs
+    from retrieval.tasks import index_rebuild_task
+
+    with django_capture_on_commit_callbacks(execute=False):  # recorded, then the sender died
+        old, fresh, sent, running = (jobs.job_create("index_rebuild") for _ in range(4))
+        for job in (old, fresh, sent, running):
+            jobs.job_enqueue(job, index_rebuild_task)
+    long_ago = timezone.now() - timezone.timedelta(minutes=5)
+    Job.objects.filter(pk__in=[old.pk, sent.pk, running.pk]).update(heartbeat_at=long_ago)
+    Job.objects.filter(pk=sent.pk).update(celery_task_id="already-sent")
+    Job.objects.filter(pk=running.pk).update(status=JobStatus.RUNNING)
+    calls = []
+    monkeypatch.setattr(jobs, "_send", lambda job_id, spec, *a, **kw: calls.append(spec) or True)
+    assert jobs.job_resend_unsent(grace_seconds=30) == 1
+    assert [c["args"] for c in calls] == [[old.pk]]
+    assert calls[0]["task"] == "retrieval.index_rebuild" and calls[0]["task_id"]
+    assert jobs.job_resend_unsent(grace_seconds=30) == 0 and len(calls) == 1  # claimed: once
+
+    jobs.job_succeed(old.pk, {"n": 1})
+    with pytest.raises(jobs.JobCancelled, match="already succeeded"), jobs.job_running(old.pk):
+        raise AssertionError("a finished job ran again")
+    assert _job(old.pk).status == JobStatus.SUCCEEDED and _job(old.pk).attempts == 0
+
+
 # --------------------------------------------------------------------- 2. broker restart
 
 
@@ -545,6 +594,59 @@ def test_an_index_build_killed_half_way_leaves_the_served_index_alone(indexed_de
     after = [_search(p) for p in prompts]
     assert [v for v, _ in after] == [new, new]
     assert [hits for _, hits in after] == [hits for _, hits in before]  # same catalog
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_index_rebuild_job_killed_half_way_does_not_block_the_next(
+    indexed_demo, tmp_path, settings
+):
+    """The same fault for a rebuild run as a job: its worker (here the task run in a
+    subprocess) is SIGKILLed mid-build, so the job stays `running`. Rebuilds are one at a
+    time, so before the fix every later request returned that dead job. Now the next request
+    marks it failed (silent for JOBS_STALE_SECONDS) and starts a new rebuild, which runs."""
+    from celery_app import app
+    from jobs.services import job_create
+    from retrieval import services
+    from retrieval.ml.index import read_current
+    from retrieval.tasks import INDEX_REBUILD
+
+    root = services.index_root(services.space_current())
+    old_version = read_current(root)
+    dead = job_create(INDEX_REBUILD)  # a worker received it ...
+    flag, log = tmp_path / "paused.flag", tmp_path / "task.log"
+    run_task = (
+        "from retrieval.tasks import index_rebuild_task; "
+        f"index_rebuild_task.apply(args=[{dead.pk}], task_id='killed-worker')"
+    )
+    task = _run_with_fault(
+        ["manage.py", "shell", "-c", run_task],
+        _env(MYTHRAGEN_TEST_GO=tmp_path / "never"),
+        log,
+        "pause-index-rebuild",
+        flag,
+    )
+    try:
+        wait_for(lambda: flag.exists() or task.poll() is not None, timeout=120)
+        _alive(task, log)
+        assert _job(dead.pk).status == JobStatus.RUNNING
+    finally:
+        task.kill()
+        task.wait()
+    settings.JOBS_STALE_SECONDS = 1
+    wait_for(
+        lambda: _job(dead.pk).heartbeat_at < timezone.now() - timezone.timedelta(seconds=1.5),
+        timeout=30,
+    )
+    app.conf.task_always_eager = True  # the next rebuild runs here, as a worker would
+    try:
+        again = services.index_rebuild_request()
+    finally:
+        app.conf.task_always_eager = False
+    assert again.pk != dead.pk
+    dead.refresh_from_db()
+    assert dead.status == JobStatus.FAILED and "stopped reporting" in dead.error
+    assert _job(again.pk).status == JobStatus.SUCCEEDED, _job(again.pk).error
+    assert read_current(root) not in (None, old_version)
 
 
 # --------------------------------------------------------------------- 4. concurrent curators
