@@ -228,6 +228,9 @@ RETRIEVAL_INDEX_DIR = Path(env("MYTHRAGEN_INDEX_DIR", default=str(VAR_DIR / "ind
 RETRIEVAL_EXACT_MAX = env.int("MYTHRAGEN_INDEX_EXACT_MAX", default=20_000)
 RETRIEVAL_EMBED_BATCH = env.int("MYTHRAGEN_EMBED_BATCH", default=512)
 RETRIEVAL_MAX_K = 200
+# torch threads for encoding one search query in a web process (see retrieval/ml/embedders
+# torch_threads): one is as fast as two on a quiet machine and far faster on a busy one.
+RETRIEVAL_QUERY_THREADS = env.int("MYTHRAGEN_QUERY_THREADS", default=1)
 # Captioning and zero-shot genre VQA (one BLIP-2 OPT checkpoint serves both).
 CAPTION_MODEL = env("MYTHRAGEN_CAPTION_MODEL", default="Salesforce/blip2-opt-2.7b")
 VQA_MODEL = env("MYTHRAGEN_VQA_MODEL", default="Salesforce/blip2-opt-2.7b")

@@ -184,9 +184,11 @@ def artwork_search(
     parsed = prompt_parser().parse(prompt) if prompt else None
     content = None
     if parsed and parsed.content:
-        content = embedder.embed_texts([parsed.content])[0]
+        content = embedder.embed_texts([parsed.content], threads=settings.RETRIEVAL_QUERY_THREADS)[
+            0
+        ]
     if image is not None:
-        image_vec = embedder.embed_images([image])[0]
+        image_vec = embedder.embed_images([image], threads=settings.RETRIEVAL_QUERY_THREADS)[0]
         content = image_vec if content is None else content + image_vec
     slots = _slot_vectors(space, parsed, loaded.version) if parsed else {}
     if content is None and not slots:

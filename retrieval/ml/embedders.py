@@ -159,6 +159,30 @@ def _check_batch_size(batch_size: int) -> int:
     return batch_size
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with torch limited to `threads` intra-op threads (None: unchanged).
+
+    One short query encodes as fast on one thread as on two, and on a busy machine far
+    faster: MiniLM on one prompt took 15.7 ms p50 on 1 thread and 106 ms on 2 while other
+    processes shared the 2 cores. The setting is process-wide while the block runs.
+    """
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    if before == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class TextImageEmbedder(abc.ABC):
     """A model that maps texts (and, if `has_image`, images) to unit vectors of size `dim`.
 
@@ -221,19 +245,25 @@ class TextImageEmbedder(abc.ABC):
         if _looks_like_path(source) and not Path(source).expanduser().is_dir():
             raise self._unavailable("no such folder")
 
-    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Embed texts -> (n, dim) float32, unit rows. An empty list gives shape (0, dim)."""
+    def embed_texts(
+        self, texts: Sequence[str], batch_size: int = 64, *, threads: int | None = None
+    ) -> np.ndarray:
+        """Embed texts -> (n, dim) float32, unit rows. An empty list gives shape (0, dim).
+        `threads` limits torch's threads for this call (see `torch_threads`)."""
         texts = _check_texts(texts)
         batch_size = _check_batch_size(batch_size)
         self.load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return l2_normalise(self._embed_texts(texts, batch_size))
+        with torch_threads(threads):
+            return l2_normalise(self._embed_texts(texts, batch_size))
 
     @abc.abstractmethod
     def _embed_texts(self, texts: list[str], batch_size: int) -> np.ndarray: ...
 
-    def embed_images(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+    def embed_images(
+        self, images: Sequence[Any], batch_size: int = 32, *, threads: int | None = None
+    ) -> np.ndarray:
         """Embed PIL images -> (n, dim) float32, unit rows (only if `has_image`)."""
         self._require_image_side()
         images = _check_images(images)
@@ -241,7 +271,8 @@ class TextImageEmbedder(abc.ABC):
         self.load()
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return l2_normalise(self._embed_images(images, batch_size))
+        with torch_threads(threads):
+            return l2_normalise(self._embed_images(images, batch_size))
 
     def _embed_images(self, images: list[Any], batch_size: int) -> np.ndarray:
         raise NotImplementedError
@@ -449,13 +480,16 @@ class Blip2Embedder(TextImageEmbedder):
         self._load_vision()
 
     # The embed methods load only the half they need (see the class docstring).
-    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def embed_texts(
+        self, texts: Sequence[str], batch_size: int = 64, *, threads: int | None = None
+    ) -> np.ndarray:
         texts = _check_texts(texts)
         batch_size = _check_batch_size(batch_size)
         self._load_text()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return l2_normalise(self._embed_texts(texts, batch_size))
+        with torch_threads(threads):
+            return l2_normalise(self._embed_texts(texts, batch_size))
 
     def _embed_texts(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
@@ -497,13 +531,16 @@ class Blip2Embedder(TextImageEmbedder):
         ]
         return np.concatenate(pooled, axis=0)
 
-    def embed_images(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+    def embed_images(
+        self, images: Sequence[Any], batch_size: int = 32, *, threads: int | None = None
+    ) -> np.ndarray:
         images = _check_images(images)
         batch_size = _check_batch_size(batch_size)
         self._load_vision()
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return l2_normalise(self._embed_images(images, batch_size))
+        with torch_threads(threads):
+            return l2_normalise(self._embed_images(images, batch_size))
 
     def embed_image_tokens(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
         """The 32 normalised query-token vectors per image: (n, 32, dim) float32."""
