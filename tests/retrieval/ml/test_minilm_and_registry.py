@@ -64,3 +64,19 @@ def test_registry_caches_per_kind_id_and_device(tiny_blip2_dir):
         assert a._text_model is model
     finally:
         clear_embedder_registry()
+
+
+def test_query_threads_limit_torch_for_the_call_only(minilm):
+    import torch
+
+    from retrieval.ml.embedders import torch_threads
+
+    torch.set_num_threads(2)
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    texts = ["a harbour at dawn", "portrait of a woman in blue"]
+    one = minilm.embed_texts(texts, threads=1)
+    default = minilm.embed_texts(texts)
+    assert torch.get_num_threads() == 2
+    np.testing.assert_allclose(one, default, atol=1e-5)
