@@ -209,7 +209,7 @@ def artwork_search(
     t3 = time.perf_counter()
     ids_list = [int(i) for i in ids[0] if i >= 0]
     objects = Artwork.objects.select_related("artist", "style", "genre").in_bulk(ids_list)
-    vectors = np.stack([loaded.vector_of(i) for i in ids_list]) if ids_list else None
+    vectors = loaded.vectors_of(ids_list) if ids_list else None
     per_slot = slot_scores(query, vectors) if vectors is not None else np.zeros((0, 4))
     hits = [
         SearchHit(

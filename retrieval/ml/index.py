@@ -802,6 +802,16 @@ class LoadedIndex:
             return None
         return np.array(self.vectors[row], dtype=np.float32)
 
+    def vectors_of(self, artwork_ids) -> np.ndarray:
+        """Copies of the stored vectors of the given artworks, in order (all indexed)."""
+        rows = self._rows_of(np.asarray(artwork_ids, dtype=np.int64))
+        if (rows < 0).any():
+            raise KeyError("some artworks are not in this index version")
+        order = np.argsort(rows)  # read the mapped file in order
+        out = np.empty((len(rows), self.d), dtype=np.float32)
+        out[order] = self.vectors[rows[order]]
+        return out
+
     def set_ef_search(self, ef: int) -> None:
         """HNSW search breadth (higher: better recall, slower). No effect on other kinds."""
         if ef < 1:

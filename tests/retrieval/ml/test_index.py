@@ -211,6 +211,10 @@ def test_vector_of_and_set_ef_search(hnsw_index, data):
     _, loaded = hnsw_index
     np.testing.assert_array_equal(loaded.vector_of(int(ids[123])), vectors[123])
     assert loaded.vector_of(-1) is None
+    picked = [int(ids[5]), int(ids[2999]), int(ids[0])]
+    np.testing.assert_array_equal(loaded.vectors_of(picked), vectors[[5, 2999, 0]])
+    with pytest.raises(KeyError):
+        loaded.vectors_of([int(ids[1]), -1])
     loaded.set_ef_search(200)
     assert loaded.index.hnsw.efSearch == 200
     loaded.set_ef_search(64)
