@@ -1,13 +1,43 @@
 """REST API for the catalog (read-only here; writes go through labelling/generation)."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from catalog import selectors
 from catalog.filters import ArtworkFilter
-from catalog.models import Artist, Artwork, Genre, GenreLabel, Style
+from catalog.models import Artist, Artwork, Genre, GenreLabel, LabelSource, Split, Style
+
+
+class DetailSerializer(serializers.Serializer):
+    """An error (or a note) in one sentence: `{"detail": "..."}`."""
+
+    detail = serializers.CharField()
+
+
+# Lookups by name or slug: anything but a slash or a control character (a NUL byte cannot
+# even be sent to PostgreSQL: it would be a 500, this makes it a 404).
+NAME_LOOKUP = r"[^/\x00-\x1f\x7f]+"
+
+# Refusals name the field (or "detail"/"non_field_errors") with a list of reasons.
+ERROR_400 = OpenApiResponse(description="Refused, with the reason per field.")
+
+
+class ArtworkFilterParamsSerializer(serializers.Serializer):
+    """The catalog filters other endpoints accept to restrict themselves to a
+    sub-collection, for the schema only: `catalog.filters.ArtworkFilter` (the one filter
+    set of the pages and the API) validates them."""
+
+    artist = serializers.CharField(required=False, help_text="artist slug")
+    style = serializers.CharField(required=False, help_text="style name")
+    genre = serializers.CharField(required=False, help_text="genre name")
+    has_genre = serializers.BooleanField(required=False, allow_null=True, default=None)
+    label_source = serializers.ChoiceField(choices=LabelSource.choices, required=False)
+    has_image = serializers.BooleanField(required=False, allow_null=True, default=None)
+    split = serializers.ChoiceField(choices=Split.choices, required=False)
+    year_min = serializers.IntegerField(required=False)
+    year_max = serializers.IntegerField(required=False)
 
 
 class ArtistSerializer(serializers.ModelSerializer):
@@ -38,9 +68,9 @@ class ArtworkSerializer(serializers.ModelSerializer):
     artist = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     artist_name = serializers.CharField(source="artist.name", read_only=True)
     style = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    genre = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    image = serializers.ImageField(read_only=True, use_url=True)
-    thumbnail = serializers.ImageField(read_only=True, use_url=True)
+    genre = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    image = serializers.ImageField(read_only=True, use_url=True, allow_null=True)
+    thumbnail = serializers.ImageField(read_only=True, use_url=True, allow_null=True)
 
     class Meta:
         model = Artwork
@@ -70,8 +100,10 @@ class ArtworkSerializer(serializers.ModelSerializer):
 
 
 class GenreLabelSerializer(serializers.ModelSerializer):
-    genre = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    user = serializers.CharField(source="user.username", read_only=True, default=None)
+    genre = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    user = serializers.CharField(
+        source="user.username", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = GenreLabel
@@ -83,12 +115,13 @@ class ArtworkViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = ArtworkSerializer
     filterset_class = ArtworkFilter
+    lookup_value_regex = "[0-9]+"
 
     def get_queryset(self):
         return selectors.artwork_list()
 
     @extend_schema(responses=GenreLabelSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def labels(self, request, pk=None):
         """The artwork's full genre-label history, oldest first."""
         history = selectors.artwork_label_history(self.get_object())
@@ -98,7 +131,7 @@ class ArtworkViewSet(viewsets.ReadOnlyModelViewSet):
 class ArtistViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ArtistSerializer
     lookup_field = "slug"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = NAME_LOOKUP
 
     def get_queryset(self):
         return selectors.artist_list()
@@ -107,6 +140,7 @@ class ArtistViewSet(viewsets.ReadOnlyModelViewSet):
 class StyleViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = StyleSerializer
     lookup_field = "name"
+    lookup_value_regex = NAME_LOOKUP
     pagination_class = None
 
     def get_queryset(self):
@@ -116,6 +150,7 @@ class StyleViewSet(viewsets.ReadOnlyModelViewSet):
 class GenreViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = GenreSerializer
     lookup_field = "name"
+    lookup_value_regex = NAME_LOOKUP
     pagination_class = None
 
     def get_queryset(self):

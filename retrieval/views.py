@@ -11,11 +11,21 @@ FILTER_NAMES = ["artist", "style", "genre", "has_genre", "label_source"]
 
 
 def search_view(request):
+    """The search page: a prompt or an uploaded image, plus catalog filters.
+
+    A refused request (a bad value, an upload that is not a usable image) re-renders the
+    form with the reasons and answers 400.
+    """
     data = request.POST if request.method == "POST" else request.GET
     form = SearchForm(data or None, request.FILES or None)
     artwork_filter = ArtworkFilter(data or None, queryset=Artwork.objects.none())
     context = {"form": form, "filter": artwork_filter, "filter_names": FILTER_NAMES}
-    if form.is_bound and form.is_valid() and (not data or artwork_filter.is_valid()):
+    status = 200
+    if form.is_bound:
+        # Both validate, so every reason is shown at once.
+        valid = form.is_valid() & (not data or artwork_filter.is_valid())
+        status = 200 if valid else 400
+    if form.is_bound and status == 200:
         filters = {n: data.get(n) for n in FILTER_NAMES if data.get(n)}
         try:
             context["result"] = selectors.artwork_search(
@@ -26,12 +36,10 @@ def search_view(request):
             )
         except selectors.SearchInputError as exc:
             context["error"] = str(exc)
+            status = 400
         except services.RetrievalUnavailable as exc:
-            context["error"] = str(exc)
-    status = 400 if context.get("error") and "index" not in context.get("error", "") else 200
-    return render(
-        request, "retrieval/search.html", context, status=status if form.is_bound else 200
-    )
+            context["error"] = str(exc)  # the page says how to build the index
+    return render(request, "retrieval/search.html", context, status=status)
 
 
 def similar_fragment(request, pk: int):

@@ -115,6 +115,36 @@ def test_traversal_paths_never_touch_files_outside_the_root(db, demo_dir, tmp_pa
     assert not Artwork.objects.filter(path__contains="secret").exists()
 
 
+def test_symlinks_out_of_the_root_are_refused(db, demo_dir, tmp_path):
+    """A CSV path cannot leave the root (tested above); a symlink in the folder could, so
+    files and folders must resolve inside it. Symlinks that stay inside are fine."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # A file symlinked to a (valid) image outside the root.
+    secret = outside / "secret.jpg"
+    secret.write_bytes((demo_dir / PLAN[0].path).read_bytes())
+    (demo_dir / PLAN[0].path).unlink()
+    (demo_dir / PLAN[0].path).symlink_to(secret)
+    # A symlink that stays inside the root.
+    (demo_dir / PLAN[1].path).unlink()
+    (demo_dir / PLAN[1].path).symlink_to(demo_dir / PLAN[2].path)
+    # A metadata file symlinked out of the root is not part of the layout.
+    (outside / "genre_class.txt").write_text("0 landscape\n")
+    (demo_dir / "genre_class.txt").rename(demo_dir / "genre_class.bak")
+    (demo_dir / "genre_class.txt").symlink_to(outside / "genre_class.txt")
+    with pytest.raises(CommandError, match="genre_class.txt is missing"):
+        call_command("import_wikiart", str(demo_dir), "--no-progress", stdout=StringIO())
+    (demo_dir / "genre_class.txt").unlink()
+    (demo_dir / "genre_class.bak").rename(demo_dir / "genre_class.txt")
+
+    report = services.wikiart_import(demo_dir)
+    problem = next(p for p in report.errors if p.file == PLAN[0].path)
+    assert "resolves outside the root" in problem.message
+    assert not Artwork.objects.get(path=PLAN[0].path).image  # kept, without the image
+    assert Artwork.objects.get(path=PLAN[1].path).image  # an inside symlink is followed
+    assert report.images_attached == len(PLAN) - 1 and report.images_failed == 1
+
+
 def test_curator_label_wins_over_a_changed_wikiart_label_on_reimport(imported_demo, demo_dir):
     work = next(w for w in PLAN if w.genre == "landscape")
     art = Artwork.objects.get(path=work.path)
