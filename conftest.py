@@ -22,6 +22,16 @@ def _isolated_media(settings, tmp_path):
     settings.RETRIEVAL_EMBEDDER = "minilm"
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Cached reads (catalog counts) never leak from one test into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory) -> Path:
     """Every tiny stand-in model, built once per session with the real classes."""

@@ -113,6 +113,13 @@ class Artwork(models.Model):
             models.Index(fields=["style", "genre"]),
             models.Index(fields=["artist", "genre"]),
             models.Index(fields=["genre_source"]),
+            # Every page asks whether any synthetic artwork exists (the demo banner): on
+            # the real catalog, where none does, that was a full scan of 81k rows.
+            models.Index(
+                fields=["is_synthetic"],
+                condition=models.Q(is_synthetic=True),
+                name="catalog_artwork_synthetic",
+            ),
         ]
 
     def __str__(self) -> str:

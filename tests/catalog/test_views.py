@@ -147,3 +147,17 @@ def test_media_files_are_served(client, imported_demo):
     response = client.get(art.thumbnail.url)
     assert response.status_code == 200
     assert b"".join(response.streaming_content)[:2] == b"\xff\xd8"  # JPEG
+
+
+def test_long_select_renders_what_djangos_select_renders():
+    import re
+
+    from django import forms
+
+    from catalog.filters import LongSelect
+
+    choices = [("", "---------"), ("a&b", "Odilon <Redon>"), ("c", 'Claude "M"')]
+    for value in ("c", "a&b", ""):
+        django_html = forms.Select(choices=choices).render("artist", value, {"id": "id_artist"})
+        ours = LongSelect(choices=choices).render("artist", value, {"id": "id_artist"})
+        assert re.sub(r"\s+", "", ours) == re.sub(r"\s+", "", django_html)
