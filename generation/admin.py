@@ -47,14 +47,19 @@ class LoraCacheEntryAdmin(admin.ModelAdmin):
             url,
         )
 
-    @admin.action(description="Evict the selected LoRAs (delete their files)")
+    @admin.action(
+        description="Evict the selected LoRAs (delete their files)", permissions=["delete"]
+    )
     def evict_selected(self, request, queryset):
         freed = sum(services.lora_evict(entry) for entry in queryset)
         messages.info(
             request, f"Evicted {queryset.count()} LoRA(s), freed {filesizeformat(freed)}."
         )
 
-    @admin.action(description="Evict least-recently-used LoRAs down to the size budget")
+    @admin.action(
+        description="Evict least-recently-used LoRAs down to the size budget",
+        permissions=["delete"],
+    )
     def evict_to_budget(self, request, queryset):
         report = services.lora_cache_evict()
         messages.info(

@@ -10,7 +10,9 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in EmbeddingSpace._meta.fields]
     actions = ["rebuild_index"]
 
-    @admin.action(description="Rebuild the search index (runs as a background job)")
+    @admin.action(
+        description="Rebuild the search index (runs as a background job)", permissions=["change"]
+    )
     def rebuild_index(self, request, queryset):
         job = services.index_rebuild_request(user=request.user)
         messages.info(

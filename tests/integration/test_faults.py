@@ -461,7 +461,8 @@ def test_the_broker_restarting_loses_no_job(
     """Redis restarts while job A runs and job B waits in it; later it is down while the web
     side enqueues job C. The worker reconnects, B is still in the broker after the restart,
     the web answers C at once (queued, with the reason in its stage) and C is re-sent and
-    run once Redis is back."""
+    run once Redis is back. A late copy of A's message (as Redis redelivers a message whose
+    ack was lost) does not run the finished job again."""
     from jobs.services import job_create, job_enqueue
     from retrieval.tasks import index_rebuild_task
 
@@ -516,6 +517,15 @@ def test_the_broker_restarting_loses_no_job(
             t1 = time.monotonic()
             _wait_job(c["id"], [JobStatus.SUCCEEDED], [(worker, log)], timeout=90)
             outage_recovery = time.monotonic() - t1
+
+            # A message of A delivered again (an ack lost in the restart, so Redis hands it
+            # out once its visibility timeout passes): the finished job does not run again.
+            from celery import Celery
+
+            copy = index_rebuild_task.apply_async(args=[a])
+            results = Celery(broker=url, backend=url).AsyncResult(copy.id)
+            wait_for(lambda: _alive(worker, log) or results.ready(), timeout=30)
+            assert results.state == "FAILURE" and "already succeeded" in str(results.result)
         finally:
             go.touch()
             stop_worker(worker)
