@@ -1,11 +1,15 @@
 """Faults, each with a test that shows nothing the user asked for is lost (issue #6).
 
-1. A Celery worker SIGKILLed between two phases of a generation, then during LoRA training.
+1. A Celery worker SIGKILLed between two phases of a generation, then during LoRA training
+   (plus: a phase message delivered twice runs once; the re-send pass picks each unsent
+   job once; a finished job's late message does nothing).
 2. The Redis broker restarting while a job runs and another waits in it, and the broker
    down while the web side enqueues.
-3. `manage.py build_index` SIGKILLed while it writes the new index version.
-4. Two curators correcting one artwork at the same moment (two database connections).
-5. The database restarting under a running web server (gunicorn, a real process).
+3. `manage.py build_index` SIGKILLed while it writes the new index version, and an index
+   rebuild job whose worker is SIGKILLed (it must not block the next rebuild).
+4. Curators correcting one artwork at the same moment (one database connection each).
+5. The database restarting under a running web server (gunicorn, a real process), and the
+   503 answers of `config.middleware` on their own.
 
 Workers, commands and the web server are real subprocesses. A fault is injected at one
 exact point by `FAULT_RUNNER`, a wrapper that patches one function of the subprocess to
