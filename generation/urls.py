@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from generation import views
 
@@ -11,5 +11,8 @@ urlpatterns = [
     path("<int:pk>/cancel/", views.generation_cancel_view, name="cancel"),
     path("<int:pk>/retry/", views.generation_retry_view, name="retry"),
     path("<int:pk>/rerun/", views.generation_rerun_view, name="rerun"),
-    path("loras/<str:key>/download/", views.lora_download_view, name="lora-download"),
+    # A cache key is 64 hex digits; anything else never reaches the database.
+    re_path(
+        r"^loras/(?P<key>[0-9a-f]{64})/download/$", views.lora_download_view, name="lora-download"
+    ),
 ]

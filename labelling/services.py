@@ -274,9 +274,10 @@ def labelling_evaluate(
 
 
 def _locked(artwork_id: int, expected_version: int | None) -> Artwork:
-    artwork = (
-        Artwork.objects.select_for_update(of=("self",)).select_related("genre").get(pk=artwork_id)
-    )
+    # No select_related: after waiting for the lock, PostgreSQL re-reads the locked row but
+    # not rows joined to it, so a joined genre would be the one from before the wait (and a
+    # conflict message would name the wrong genre). The genre is read after the lock.
+    artwork = Artwork.objects.select_for_update().get(pk=artwork_id)
     if expected_version is not None and artwork.label_version != expected_version:
         raise GenreConflict(artwork, expected_version)
     return artwork

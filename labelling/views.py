@@ -92,7 +92,12 @@ def bulk_view(request):
                 context["error"] = exc.errors
                 artworks = []
             if request.method == "POST" and not context.get("error"):
-                ids = [int(i) for i in request.POST.getlist("artwork") if i.isdigit()]
+                # isascii: "²".isdigit() is True, and int("²") raises.
+                ids = [
+                    int(i)
+                    for i in request.POST.getlist("artwork")
+                    if i.isascii() and i.isdigit() and len(i) < 19
+                ]
                 op = services.bulk_apply(ids, action, user=request.user, genre=genre, params=params)
                 messages.success(request, f"Changed {op.count} artworks. You can undo this below.")
                 return redirect("labelling:bulk")

@@ -151,6 +151,10 @@ def test_finished_generation_in_gallery_with_result_and_lora_downloads(
     assert keys and all(k.startswith(("lora_unet_", "lora_te_")) for k in keys)
     api = client.get(f"/api/loras/{key}/download/?as=diffusers")
     assert api.status_code == 200
+    # Keys are 64 hex digits: anything else is a 404 before the database (a NUL byte was a
+    # 500 on PostgreSQL).
+    for bad in ("%00", key.upper(), key[:-1], "x" * 64):
+        assert client.get(f"/generate/loras/{bad}/download/").status_code == 404
     listing = client.get("/api/loras/").json()
     rows = listing["results"] if isinstance(listing, dict) else listing
     assert {r["key"] for r in rows} >= {key} and all(r["uses"] == 1 for r in rows)

@@ -797,12 +797,6 @@ def test_a_second_curator_waits_for_the_first_and_is_then_refused(
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="labelling.services._locked locks with select_related('genre'): after waiting for "
-    "the lock PostgreSQL re-reads the artwork row but not the joined genre, so the conflict "
-    "says 'no genre' and current_genre is None. Fix: lock without select_related.",
-)
 def test_the_refused_curator_is_told_the_genre_that_won(
     imported_demo, django_user_model, monkeypatch
 ):

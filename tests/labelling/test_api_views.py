@@ -193,3 +193,24 @@ def test_revert_from_the_artwork_page(client, imported_demo, curator):
     art.refresh_from_db()
     assert art.genre == original and art.genre_source == "curator"
     assert Genre.objects.count() == 10
+
+
+def test_bulk_page_ignores_ids_that_are_not_plain_digits(client, imported_demo, curator):
+    """'²'.isdigit() is True but int('²') raises: such ids are dropped, not a 500."""
+    client.force_login(curator)
+    preview = client.get(
+        reverse("labelling:bulk"),
+        {"style": "Minimalism", "action": "relabel", "target": "abstract_painting"},
+    )
+    first = str(preview.context["changes"][0].artwork.pk)
+    response = client.post(
+        reverse("labelling:bulk"),
+        {
+            "style": "Minimalism",
+            "action": "relabel",
+            "target": "abstract_painting",
+            "artwork": ["²", "9" * 30, first],
+        },
+    )
+    assert response.status_code == 302
+    assert BulkOperation.objects.get().count == 1
