@@ -161,3 +161,31 @@ def test_long_select_renders_what_djangos_select_renders():
         django_html = forms.Select(choices=choices).render("artist", value, {"id": "id_artist"})
         ours = LongSelect(choices=choices).render("artist", value, {"id": "id_artist"})
         assert re.sub(r"\s+", "", ours) == re.sub(r"\s+", "", django_html)
+
+
+@pytest.mark.django_db
+def test_long_select_over_a_queryset_matches_and_sees_new_rows():
+    import re
+
+    from django import forms
+
+    from catalog.filters import LongSelect
+    from catalog.models import Artist
+
+    Artist.objects.create(slug="odilon-redon", name="Odilon <Redon>")
+    Artist.objects.create(slug="a-b", name='A "B" & C')
+
+    def both(value):
+        field = forms.ModelChoiceField(Artist.objects.all(), to_field_name="slug")
+        django_html = forms.Select(choices=field.choices).render("artist", value)
+        field.widget = LongSelect()
+        field.widget.choices = field.choices
+        return re.sub(r"\s+", "", field.widget.render("artist", value)), re.sub(
+            r"\s+", "", django_html
+        )
+
+    ours, django_html = both("a-b")
+    assert ours == django_html and 'value="a-b"selected' in ours
+    Artist.objects.create(slug="new-artist", name="New Artist")
+    ours, django_html = both("new-artist")  # cached options, yet the new row is there
+    assert ours == django_html and "NewArtist" in ours
