@@ -113,7 +113,11 @@ def test_request_a_generation_and_watch_it_finish(live_server, worker, browser_p
     training = [(st, p) for s, st, p in seen if s == "running" and st.startswith("training")]
     assert training, seen  # training was shown while it ran ...
     assert any(0 < p < 1 for _stage, p in training), seen  # ... with its progress bar moving
-    assert any(stage.startswith("rendering") for _s, stage, _p in seen), seen
+    # The tiny render takes a fraction of a second: the page's poll may never catch the
+    # rendering stage, so only its order is checked when it was seen.
+    order = [st.split(" ")[0] for _s, st, _p in seen]
+    if "rendering" in order:
+        assert order.index("rendering") > max(i for i, o in enumerate(order) if o == "training")
     assert len({stage for _s, stage, _p in seen}) >= 4, seen  # several stages went by
     assert page.eval_on_selector("#job-progress", "e => e.value") == 1
 
