@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 STRONG_KEY = secrets.token_urlsafe(50)
 
@@ -127,12 +129,6 @@ def test_check_deploy_fails_when_a_protection_is_switched_off(tmp_path):
 # --------------------------------------------------------------------------- the real server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     def __init__(self, proc: subprocess.Popen, port: int, host: str, log: Path):
         self.proc, self.port, self.host, self.log = proc, port, host, log
@@ -154,7 +150,7 @@ class Server:
 def server(tmp_path_factory):
     """bin/serve in production mode on a free loopback port (one worker, two threads)."""
     tmp = tmp_path_factory.mktemp("serve")
-    port = _free_port()
+    port = free_port()
     env = production_env(
         tmp,
         MYTHRAGEN_WEB_BIND=f"127.0.0.1:{port}",

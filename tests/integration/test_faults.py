@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,7 +40,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs.models import Job, JobStatus
-from tests.helpers import ROOT, stop_worker, test_database_url, wait_for
+from tests.helpers import ROOT, free_port, stop_worker, test_database_url, wait_for
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 PROMPT = "quiet hills by Chiyo Hanabusa, ukiyo-e, landscape"
@@ -124,12 +123,6 @@ execute_from_command_line(["manage.py", *sys.argv[2:]])
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _env(**overrides) -> dict[str, str]:
     from django.conf import settings
 
@@ -202,7 +195,7 @@ class RedisServer:
     """A redis-server of our own on a free port, with its append-only file in `folder`."""
 
     def __init__(self, folder: Path):
-        self.folder, self.port, self.proc = folder, _free_port(), None
+        self.folder, self.port, self.proc = folder, free_port(), None
         folder.mkdir(parents=True, exist_ok=True)
 
     def url(self, db: int = 0) -> str:
@@ -853,7 +846,7 @@ class _Web:
     """gunicorn serving config.wsgi on a free port (DEBUG off, persistent DB connections)."""
 
     def __init__(self, log: Path, **env):
-        self.port, self.log = _free_port(), log
+        self.port, self.log = free_port(), log
         out = open(log, "w")  # noqa: SIM115 (closed with the process)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.wsgi:application"]
