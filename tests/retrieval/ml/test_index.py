@@ -423,3 +423,19 @@ def test_old_slot_layout_asks_for_a_rebuild(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="rebuild"):
         LoadedIndex.open(info.path)
+
+
+def test_faiss_row_kernels_match_numpy_and_refuse_strided_input():
+    rng = np.random.default_rng(3)
+    matrix = rng.standard_normal((500, 48)).astype(np.float32)
+    q = rng.standard_normal(48).astype(np.float32)
+    rows = rng.choice(500, 120, replace=True)
+    np.testing.assert_allclose(
+        index_module._dot_rows(matrix, q, rows), matrix[rows] @ q, rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(index_module._dot_all(matrix, q), matrix @ q, rtol=1e-5, atol=1e-5)
+    assert index_module._dot_rows(matrix, q, np.zeros(0, np.int64)).shape == (0,)
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        index_module._dot_all(matrix[:, ::2], q[::2])  # strided: raw memory would be wrong
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        index_module._dot_rows(matrix.astype(np.float64), q, rows)
