@@ -98,6 +98,46 @@ class ArtworkSerializer(serializers.ModelSerializer):
             "is_synthetic",
         ]
 
+    def to_representation(self, instance):
+        """The declared fields' output, built directly (tests compare the two).
+
+        A search or a catalog page serialises 50 artworks per request, and DRF's field by
+        field walk cost ~4 ms of a ~30 ms search request here; this takes a fraction.
+        `artist`, `style` and `genre` must be loaded with the artwork (select_related).
+        """
+        request = self.context.get("request")
+
+        def url(file):
+            if not file:
+                return None
+            return request.build_absolute_uri(file.url) if request is not None else file.url
+
+        genre = instance.genre
+        confidence = instance.genre_confidence
+        return {
+            "id": instance.id,
+            "path": instance.path,
+            "title": instance.title,
+            "year": instance.year,
+            "artist": instance.artist.slug,
+            "artist_name": instance.artist.name,
+            "style": instance.style.name,
+            "genre": None if genre is None else genre.name,
+            "genre_source": instance.genre_source,
+            "genre_confidence": None if confidence is None else float(confidence),
+            "label_version": instance.label_version,
+            "caption": instance.caption,
+            "caption_source": instance.caption_source,
+            "image": url(instance.image),
+            "thumbnail": url(instance.thumbnail),
+            "image_width": instance.image_width,
+            "image_height": instance.image_height,
+            "style_split": instance.style_split,
+            "genre_split": instance.genre_split,
+            "artist_split": instance.artist_split,
+            "is_synthetic": instance.is_synthetic,
+        }
+
 
 class GenreLabelSerializer(serializers.ModelSerializer):
     genre = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)

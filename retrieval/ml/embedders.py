@@ -350,7 +350,18 @@ class MiniLMEmbedder(TextImageEmbedder):
     def _embed_texts(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
 
-        # encode() already sorts by length to keep padding small.
+        if len(texts) <= min(batch_size, 8):
+            # A search prompt: run the model's own modules (tokenizer, transformer,
+            # pooling, normalisation) on one batch. encode()'s bookkeeping around them
+            # cost ~1.5 ms of a ~15 ms single-prompt encode here; the vectors are the same.
+            from sentence_transformers.util import batch_to_device
+
+            with torch.inference_mode():
+                features = batch_to_device(self._model.preprocess(texts), self._model.device)
+                out = self._model(features)["sentence_embedding"].float()
+                out = torch.nn.functional.normalize(out, dim=-1)
+            return out.cpu().numpy().astype(np.float32, copy=False)
+        # encode() sorts by length to keep padding small.
         with torch.inference_mode():
             vectors = self._model.encode(
                 texts,

@@ -29,6 +29,16 @@ def test_minilm_vectors_are_384d_normalised_and_meaningful(minilm):
     assert minilm.embed_texts([]).shape == (0, 384)
 
 
+def test_minilm_prompt_path_equals_sentence_transformers_encode(minilm):
+    # Up to 8 texts run the model's modules directly; more go through encode().
+    texts = ["belle ile rain effect", "a harbour at dawn, with boats", "x"]
+    direct = minilm.embed_texts(texts)
+    through_encode = minilm.embed_texts(texts, batch_size=2)  # two batches: encode()
+    reference = minilm._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(through_encode, reference, atol=1e-6)
+    np.testing.assert_allclose(direct, reference, atol=1e-5)
+
+
 def test_minilm_has_no_image_side(minilm):
     with pytest.raises(EmbedderError, match="text-only"):
         minilm.embed_images(make_images(1))
