@@ -10,42 +10,47 @@ from django.utils.safestring import mark_safe
 
 from catalog.models import Artist, Artwork, Genre, LabelSource, Split, Style
 
-ANY_YES_NO = forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")])
-
 
 class LongSelect(forms.Select):
-    """A <select> for long choice lists, rendered from a cached list of escaped options.
+    """A <select> rendered in Python, with the options of a queryset cached as HTML.
 
     Django renders every <option> through its own template, and a model choice field
     builds one model instance per option on every render: for the 1,119 artists that took
-    most of a catalog page (~200 ms of ~250 ms on the real catalog). Here the escaped
-    options of a queryset are cached for a minute, keyed by the row count and the largest
-    id (one cheap query), so new or deleted rows show at once and a renamed one within
-    that minute. Same HTML as `forms.Select`.
+    most of a catalog page (~200 ms of ~250 ms on the real catalog), and the template
+    rendering of the small selects (styles, genres, yes/no) was still ~20 ms of a search
+    page. Here the escaped options are joined in Python; those of a queryset are cached
+    for a minute as one HTML string (cheap to unpickle), keyed by the row count and the
+    largest id (one cheap query), so new or deleted rows show at once and a renamed one
+    within that minute. Same HTML as `forms.Select` (tests compare them).
     """
 
     cache_seconds = 60
 
-    def _options(self) -> list[tuple[str, str, str]]:
+    def _options_html(self) -> str:
         def build():
-            return [(escape(str(v)), escape(str(label)), str(v)) for v, label in self.choices]
+            return "".join(
+                f'<option value="{escape(str(v))}">{escape(str(label))}</option>'
+                for v, label in self.choices
+            )
 
         queryset = getattr(self.choices, "queryset", None)
         if queryset is None:
             return build()
         totals = queryset.aggregate(n=Count("pk"), last=Max("pk"))
-        key = f"longselect:{queryset.model._meta.label}:{totals['n']}:{totals['last']}"
+        key = f"longselect:v2:{queryset.model._meta.label}:{totals['n']}:{totals['last']}"
         return cache.get_or_set(key, build, self.cache_seconds)
 
     def render(self, name, value, attrs=None, renderer=None):
-        chosen = set(self.format_value(value))
+        options = self._options_html()
+        for chosen in dict.fromkeys(self.format_value(value)):
+            plain = f'<option value="{escape(chosen)}">'
+            options = options.replace(plain, plain[:-1] + " selected>", 1)
         attrs = self.build_attrs(self.attrs, attrs)
-        parts = [format_html('<select name="{}"{}>', name, flatatt(attrs))]
-        for value_html, label_html, raw in self._options():
-            selected = " selected" if raw in chosen else ""
-            parts.append(f'<option value="{value_html}"{selected}>{label_html}</option>')
-        parts.append("</select>")
-        return mark_safe("".join(parts))  # noqa: S308 - every part is escaped above
+        opening = format_html('<select name="{}"{}>', name, flatatt(attrs))
+        return mark_safe(f"{opening}{options}</select>")  # noqa: S308 - parts are escaped
+
+
+ANY_YES_NO = LongSelect(choices=[("", "Any"), ("true", "Yes"), ("false", "No")])
 
 
 class ArtworkFilter(django_filters.FilterSet):
@@ -54,10 +59,10 @@ class ArtworkFilter(django_filters.FilterSet):
         queryset=Artist.objects.all(), to_field_name="slug", label="Artist", widget=LongSelect
     )
     style = django_filters.ModelChoiceFilter(
-        queryset=Style.objects.all(), to_field_name="name", label="Style"
+        queryset=Style.objects.all(), to_field_name="name", label="Style", widget=LongSelect
     )
     genre = django_filters.ModelChoiceFilter(
-        queryset=Genre.objects.all(), to_field_name="name", label="Genre"
+        queryset=Genre.objects.all(), to_field_name="name", label="Genre", widget=LongSelect
     )
     has_genre = django_filters.BooleanFilter(
         field_name="genre",
@@ -67,7 +72,10 @@ class ArtworkFilter(django_filters.FilterSet):
         widget=ANY_YES_NO,
     )
     label_source = django_filters.ChoiceFilter(
-        field_name="genre_source", choices=LabelSource.choices, label="Label source"
+        field_name="genre_source",
+        choices=LabelSource.choices,
+        label="Label source",
+        widget=LongSelect,
     )
     has_image = django_filters.BooleanFilter(
         field_name="image",
@@ -76,7 +84,10 @@ class ArtworkFilter(django_filters.FilterSet):
         widget=ANY_YES_NO,
     )
     split = django_filters.ChoiceFilter(
-        field_name="style_split", choices=Split.choices, label="Split (style task)"
+        field_name="style_split",
+        choices=Split.choices,
+        label="Split (style task)",
+        widget=LongSelect,
     )
     year_min = django_filters.NumberFilter(field_name="year", lookup_expr="gte", label="From year")
     year_max = django_filters.NumberFilter(field_name="year", lookup_expr="lte", label="To year")

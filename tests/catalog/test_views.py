@@ -189,3 +189,29 @@ def test_long_select_over_a_queryset_matches_and_sees_new_rows():
     Artist.objects.create(slug="new-artist", name="New Artist")
     ours, django_html = both("new-artist")  # cached options, yet the new row is there
     assert ours == django_html and "NewArtist" in ours
+
+
+def test_filter_form_renders_as_djangos_own_selects_would(imported_demo):
+    import re
+
+    from django import forms
+
+    from catalog.filters import ArtworkFilter, LongSelect
+    from catalog.models import Artwork, Style
+
+    style = Style.objects.order_by("name").last()
+    data = {"style": style.name, "has_genre": "true", "label_source": "wikiart", "split": "val"}
+    form = ArtworkFilter(data, queryset=Artwork.objects.all()).form
+    assert form.is_valid(), form.errors
+    swapped = 0
+    for name, field in form.fields.items():
+        if not isinstance(field.widget, LongSelect):
+            continue
+        ours = str(form[name])
+        field.widget = forms.Select(choices=field.widget.choices, attrs=field.widget.attrs)
+        assert re.sub(r"\s+", "", ours) == re.sub(r"\s+", "", str(form[name])), name
+        swapped += 1
+    assert swapped == 7  # artist, style, genre, has_genre, label_source, has_image, split
+    assert f'value="{style.name}" selected' in str(
+        ArtworkFilter(data, queryset=Artwork.objects.all()).form["style"]
+    )
