@@ -8,10 +8,31 @@ from catalog import selectors
 from catalog.filters import ArtworkFilter
 
 
+class _CountedPaginator(Paginator):
+    """A paginator told its row count (the whole catalog's, already cached for the page
+    header), instead of counting 81k rows on every unfiltered page (~6 ms on PostgreSQL)."""
+
+    def __init__(self, object_list, per_page, count: int):
+        super().__init__(object_list, per_page)
+        self.__dict__["count"] = count  # `count` is a cached_property
+
+
 def artwork_list_view(request):
     artwork_filter = ArtworkFilter(request.GET or None, queryset=selectors.artwork_list())
+    counts = selectors.catalog_counts()
     queryset = artwork_filter.qs if artwork_filter.is_bound else selectors.artwork_list()
-    page = Paginator(queryset, settings.CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
+    unfiltered = not artwork_filter.is_bound or (
+        artwork_filter.is_valid()
+        and all(
+            artwork_filter.form.cleaned_data.get(name) in (None, "")
+            for name in artwork_filter.filters
+        )
+    )
+    if unfiltered:
+        paginator = _CountedPaginator(queryset, settings.CATALOG_PAGE_SIZE, counts["artworks"])
+    else:
+        paginator = Paginator(queryset, settings.CATALOG_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -21,7 +42,7 @@ def artwork_list_view(request):
             "filter": artwork_filter,
             "page": page,
             "query": query.urlencode(),
-            "counts": selectors.catalog_counts(),
+            "counts": counts,
         },
     )
 

@@ -215,3 +215,29 @@ def test_filter_form_renders_as_djangos_own_selects_would(imported_demo):
     assert f'value="{style.name}" selected' in str(
         ArtworkFilter(data, queryset=Artwork.objects.all()).form["style"]
     )
+
+
+def test_unfiltered_pages_take_their_count_from_the_cached_totals(client, imported_demo):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    total = Artwork.objects.count()
+    style = Artwork.objects.first().style
+    client.get(reverse("catalog:artwork-list"))  # fills the cached totals
+
+    def page_count_queries(params):
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(reverse("catalog:artwork-list"), params)
+        counts = [
+            q["sql"]
+            for q in queries.captured_queries
+            if q["sql"].startswith('SELECT COUNT(*) AS "__count" FROM "catalog_artwork"')
+        ]
+        return response, counts
+
+    for params in ({}, {"page": 2}, {"style": "", "q": ""}):
+        response, counts = page_count_queries(params)
+        assert counts == [] and response.context["page"].paginator.count == total, params
+    response, counts = page_count_queries({"style": style.name})
+    assert len(counts) == 1
+    assert response.context["page"].paginator.count == Artwork.objects.filter(style=style).count()
