@@ -556,7 +556,7 @@ def main() -> None:
         workers = children(server.pid)
         print(
             f"server: gunicorn pid {server.pid}, {len(workers)} workers x "
-            f"{env.get('MYTHRAGEN_WEB_THREADS', '4')} threads; warm-up {args.warmup:g} s",
+            f"{env.get('MYTHRAGEN_WEB_THREADS', '2')} threads; warm-up {args.warmup:g} s",
             flush=True,
         )
         if args.warmup:
