@@ -54,6 +54,12 @@ class Match:
     name: str
     text: str  # the words of the prompt that matched
 
+    @property
+    def display_name(self) -> str:
+        """The name as people read it (WikiArt names styles and genres with
+        underscores: "Ukiyo_e" is shown as "Ukiyo e", as the catalog shows it)."""
+        return self.name.replace("_", " ")
+
 
 @dataclass
 class ParsedPrompt:

@@ -107,6 +107,8 @@ def test_request_a_generation_and_watch_it_finish(live_server, worker, browser_p
     assert page.evaluate("window.__pageToken") == token  # the same document all along
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
 
+    # The page's sampler runs every 50 ms: let it record the end state the loop just saw.
+    page.wait_for_function("s => window.__seen.at(-1)[0] === s", arg=status, timeout=5000)
     seen = page.evaluate("window.__seen")
     statuses = [s for s, _stage, _p in seen]
     assert statuses[0] in ("queued", "running") and statuses[-1] == "succeeded", seen

@@ -56,7 +56,7 @@ def test_search_by_prompt_restrict_and_refuse_an_empty_prompt(
     summary = " ".join(page.inner_text(".results .result-count").split())
     # The artist and the style named in the prompt fill their slots; the rest is content.
     assert "artist: Chiyo Hanabusa" in summary, summary
-    assert "style: Ukiyo_e" in summary, summary
+    assert "style: Ukiyo e" in summary, summary
     assert "content: “quiet hills”" in summary, summary
     assert page.input_value("#search-form input[name=q]") == PROMPT  # kept for refining
 
