@@ -160,3 +160,38 @@ def test_eval_retrieval_writes_json_and_markdown(indexed_demo, tmp_path):
     assert "skipped" in report["ablation"]
     assert report["content"]["title_prompts"]["n"] > 0
     assert (tmp_path / "eval.md").read_text().startswith("# Retrieval evaluation")
+
+
+HIT_LOOP_TEMPLATE = """{% for hit in hits %}
+<li class="card">
+  <a href="{% url 'catalog:artwork-detail' hit.artwork.pk %}">
+    {% if hit.artwork.thumbnail %}<img src="{{ hit.artwork.thumbnail.url }}" alt="{{ hit.artwork.title }}" loading="lazy">
+    {% else %}<div class="noimage">{{ hit.artwork.style.display_name }}</div>{% endif %}
+    <span class="title">{{ hit.artwork.title }}</span>
+  </a>
+  <span class="meta">{{ hit.artwork.artist.name }} · {{ hit.artwork.style.display_name }} · {{ hit.artwork.genre.display_name|default:"no genre" }}</span>
+  <span class="meta">score {{ hit.score|stringformat:".3f" }}</span>
+  <span class="slots">{% for name, value in hit.slots.items %}<span class="slot" title="{{ name }}: {{ value|stringformat:".3f" }}">{{ name }} {{ value|stringformat:".2f" }}</span>{% endfor %}</span>
+</li>
+{% endfor %}"""  # noqa: E501 - the markup the template engine rendered
+
+
+def test_python_rendered_hit_cards_equal_the_template_markup(indexed_demo):
+    import re
+
+    from django.template import engines
+
+    from retrieval.templatetags.retrieval_cards import search_hit_cards
+
+    unlabelled = Artwork.objects.order_by("pk").first()
+    Artwork.objects.filter(pk=unlabelled.pk).update(
+        genre=None, thumbnail="", title='Odd <"title"> & co'
+    )
+    hits = selectors.artwork_search("still life by Bruno Okafor", k=30).hits
+    hits += selectors.artwork_search("Odd title", k=5).hits
+    assert any(h.artwork.genre is None for h in hits) and any(h.artwork.thumbnail for h in hits)
+    assert any(not h.artwork.thumbnail for h in hits)
+    expected = engines["django"].from_string(HIT_LOOP_TEMPLATE).render({"hits": hits})
+    ours = search_hit_cards(hits)
+    assert re.sub(r"\s+", "", ours) == re.sub(r"\s+", "", expected)
+    assert "Odd &lt;&quot;title&quot;&gt; &amp; co" in ours and "no genre" in ours
