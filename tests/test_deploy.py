@@ -207,6 +207,12 @@ def test_page_is_served_with_hsts_and_its_hashed_stylesheet_is_cached(server):
     assert css.getheader("Content-Encoding") == "gzip"
     assert gzip.decompress(css_body) == (ROOT / "static" / "css" / "app.css").read_bytes()
 
+    icon = re.search(rb'<link rel="icon" href="(/static/favicon\.[0-9a-f]{12}\.svg)"', body)
+    assert icon, body[:800]
+    svg, svg_body = server.get(icon.group(1).decode())
+    assert svg.status == 200 and svg.getheader("Content-Type").startswith("image/svg+xml")
+    assert svg_body == (ROOT / "static" / "favicon.svg").read_bytes()
+
     # The unhashed name is still served, but only briefly cacheable.
     plain, _ = server.get("/static/css/app.css")
     assert plain.status == 200 and "immutable" not in plain.getheader("Cache-Control")

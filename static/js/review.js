@@ -55,6 +55,9 @@
       var art = res.data.artwork, label = res.data.label;
       document.getElementById("current-genre").textContent = art.genre ? art.genre.replace(/_/g, " ") : "none";
       document.getElementById("current-source").textContent = "Curator";
+      document.querySelectorAll(".genre-key").forEach(function (key) {
+        key.classList.toggle("current", key.dataset.genre === art.genre);
+      });
       var row = document.createElement("tr");
       row.className = "new";
       [label.created_at.replace("T", " ").slice(0, 19), label.genre ? label.genre.replace(/_/g, " ") : "(none)",

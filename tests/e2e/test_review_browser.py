@@ -26,6 +26,8 @@ def test_keyboard_review_changes_the_label_and_moves_on(live_server, demo_dir, b
     assert page.inner_text("#current-genre") == "cityscape"
     assert "cityscape" in page.inner_text("#history tr.new")
     assert "cora" in page.inner_text("#history tr.new")
+    # The genre keys mark the genre just saved, not the one it replaced.
+    assert page.inner_text(".genre-key.current") == "2 cityscape"
     page.screenshot(path=str(ARTIFACTS / "review-after-key.png"))
 
     page.wait_for_function(
