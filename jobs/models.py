@@ -31,6 +31,11 @@ class Job(models.Model):
     total = models.PositiveIntegerField(default=0)
     progress = models.FloatField(default=0.0)
     eta_seconds = models.FloatField(null=True, blank=True)
+    # Where the current run of progress reports began (its first report's time and count):
+    # the ETA is the rate since then, so model loading before the first step and earlier
+    # phases with their own totals do not inflate it.
+    progress_since = models.DateTimeField(null=True, blank=True)
+    progress_from = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)

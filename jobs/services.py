@@ -120,6 +120,7 @@ def job_start(job_id: int, *, task_id: str = "") -> Job:
         status=JobStatus.RUNNING,
         started_at=now,
         heartbeat_at=now,
+        progress_since=None,  # an attempt's first report starts a new ETA run
         error="",
         attempts=F("attempts") + 1,
         **({"celery_task_id": task_id} if task_id else {}),
@@ -133,24 +134,36 @@ def job_claim(job_id: int) -> bool:
     workers handed copies of one message at once, exactly one gets True."""
     return bool(
         Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-            status=JobStatus.RUNNING, heartbeat_at=timezone.now()
+            status=JobStatus.RUNNING, heartbeat_at=timezone.now(), progress_since=None
         )
     )
 
 
 def job_progress(job_id: int, done: int, total: int, stage: str = "") -> bool:
-    """Store progress and an ETA; return True if cancellation was requested."""
-    job = Job.objects.only("started_at", "cancel_requested").get(pk=job_id)
+    """Store progress and an ETA; return True if cancellation was requested.
+
+    The ETA extrapolates the rate since the first report of the current run of reports
+    (same `total`, `done` not going back): the first report starts a run and gives no
+    ETA, so neither the setup before a phase's first step (loading models, caching
+    latents) nor an earlier phase counts.
+    """
+    job = Job.objects.only(
+        "cancel_requested", "done", "total", "progress_since", "progress_from"
+    ).get(pk=job_id)
     now = timezone.now()
+    since, start = job.progress_since, job.progress_from
+    if since is None or total != job.total or done < job.done:
+        since, start = now, done  # a new run of reports (a new phase)
     eta = None
-    if job.started_at and done > 0 and total > done:
-        elapsed = (now - job.started_at).total_seconds()
-        eta = elapsed / done * (total - done)
+    if done > start and total > done:
+        eta = (now - since).total_seconds() / (done - start) * (total - done)
     Job.objects.filter(pk=job_id).update(
         done=done,
         total=total,
         progress=(done / total if total else 0.0),
         eta_seconds=eta,
+        progress_since=since,
+        progress_from=start,
         heartbeat_at=now,
         **({"stage": stage[:200]} if stage else {}),
     )
