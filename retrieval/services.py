@@ -59,14 +59,23 @@ def model_id_for(kind: str) -> str:
 def embedder_get():
     """The configured embedder, loaded once per process."""
     from retrieval.ml.embedders import get_embedder
-    from retrieval.ml.errors import ModelUnavailable
+    from retrieval.ml.errors import EmbedderError, ModelUnavailable
 
     kind = settings.RETRIEVAL_EMBEDDER
     model_id = model_id_for(kind)
     try:
-        embedder = get_embedder(kind, model_id, device=ml_device(), setting_name=SETTING_FOR[kind])
+        options = {}
+        if kind == "minilm":
+            options = {
+                "prompt_runtime": settings.RETRIEVAL_PROMPT_RUNTIME,
+                "onnx_dir": settings.RETRIEVAL_ONNX_DIR,
+                "prompt_threads": settings.RETRIEVAL_QUERY_THREADS,
+            }
+        embedder = get_embedder(
+            kind, model_id, device=ml_device(), setting_name=SETTING_FOR[kind], **options
+        )
         embedder.load()
-    except ModelUnavailable as exc:
+    except (ModelUnavailable, EmbedderError) as exc:  # a missing model; a bad prompt runtime
         raise RetrievalUnavailable(str(exc)) from exc
     return embedder
 
