@@ -22,20 +22,31 @@ _SOURCE_LABELS = dict(LabelSource.choices)
 _PK = 987654321987654321  # stands for the artwork id in a reversed URL
 
 
+def detail_urls():
+    """A function from an artwork id to its page's URL, from a single `reverse`."""
+    pattern = reverse("catalog:artwork-detail", args=[_PK])
+    return lambda pk: escape(pattern.replace(str(_PK), str(pk)))
+
+
+def picture_html(artwork, title: str, style: str, noimage_attrs: str = "") -> str:
+    """The card's thumbnail, or its style's name where there is no image (escaped
+    `title` and `style` in; HTML out)."""
+    if artwork.thumbnail:
+        return f'<img src="{escape(artwork.thumbnail.url)}" alt="{title}" loading="lazy">'
+    return f'<div class="noimage"{noimage_attrs}>{style}</div>'
+
+
 @register.simple_tag
 def artwork_cards(artworks) -> str:
-    detail = reverse("catalog:artwork-detail", args=[_PK])
-    return mark_safe("".join(_card(artwork, detail) for artwork in artworks))  # noqa: S308
+    url = detail_urls()
+    return mark_safe("".join(_card(artwork, url) for artwork in artworks))  # noqa: S308
 
 
-def _card(artwork, detail: str) -> str:
+def _card(artwork, url) -> str:
     """One card; every value is escaped here."""
     style = escape(artwork.style.display_name)
     title = escape(artwork.title)
-    if artwork.thumbnail:
-        picture = f'<img src="{escape(artwork.thumbnail.url)}" alt="{title}" loading="lazy">'
-    else:
-        picture = f'<div class="noimage" title="No image file imported">{style}</div>'
+    picture = picture_html(artwork, title, style, ' title="No image file imported"')
     year = f" ({artwork.year})" if artwork.year else ""
     if artwork.genre_id is not None:
         source = artwork.genre_source
@@ -46,9 +57,9 @@ def _card(artwork, detail: str) -> str:
     else:
         genre = "<em>no genre</em>"
     synthetic = '<span class="src src-synthetic">synthetic</span>' if artwork.is_synthetic else ""
-    url = escape(detail.replace(str(_PK), str(artwork.pk)))
     return (
-        f'<li class="card"><a href="{url}">{picture}<span class="title">{title}{year}</span></a>'
+        f'<li class="card"><a href="{url(artwork.pk)}">{picture}'
+        f'<span class="title">{title}{year}</span></a>'
         f'<span class="meta">{escape(artwork.artist.name)} · {style}</span>'
         f'<span class="meta">{genre} {synthetic}</span></li>'
     )
