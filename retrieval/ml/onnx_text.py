@@ -150,9 +150,15 @@ class OnnxPromptEncoder:
         except Exception as exc:  # noqa: BLE001 - a damaged file: export it again
             log.warning("re-exporting %s: %s", self.path, exc)
             _export(transformer, self.tokenizer, self.path)
-            self.session = onnxruntime.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
+            try:
+                self.session = onnxruntime.InferenceSession(
+                    str(self.path), options, providers=["CPUExecutionProvider"]
+                )
+            except Exception as again:  # noqa: BLE001 - not the file: say what to do
+                raise EmbedderError(
+                    f"ONNX Runtime cannot load the prompt encoder {self.path}: {again}; "
+                    "set MYTHRAGEN_PROMPT_RUNTIME=torch"
+                ) from again
         self._wanted = {i.name for i in self.session.get_inputs()}
         self._check(model)
 

@@ -58,6 +58,18 @@ def test_a_session_that_disagrees_with_pytorch_is_refused(onnx_minilm, onnx_dir,
         embedder.load()
 
 
+def test_a_runtime_that_cannot_load_the_export_is_a_clear_error(onnx_minilm, onnx_dir, monkeypatch):
+    import onnxruntime
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no such execution provider")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+    embedder = MiniLMEmbedder(prompt_runtime="onnxruntime", onnx_dir=onnx_dir)
+    with pytest.raises(EmbedderError, match="cannot load.*MYTHRAGEN_PROMPT_RUNTIME=torch"):
+        embedder.load()
+
+
 def test_unknown_runtime_and_unsupported_pipelines():
     with pytest.raises(EmbedderError, match="prompt runtime"):
         MiniLMEmbedder(prompt_runtime="tensorrt")
