@@ -18,6 +18,7 @@ from PIL import Image
 
 from catalog import wikiart
 from catalog.models import Artist, Artwork, Genre, GenreLabel, LabelSource, Style
+from catalog.selectors import labels_changed
 from catalog.uploads import ImageRefused, image_check  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ def _vocabulary_upsert(layout: wikiart.Layout) -> tuple[dict[str, int], dict[str
         for idx, name in layout.genres:
             Genre.objects.filter(class_index=idx).exclude(name=name).update(class_index=None)
             Genre.objects.update_or_create(name=name, defaults={"class_index": idx})
+    labels_changed()  # queryset updates send no signals
     styles = dict(Style.objects.values_list("name", "id"))
     genres = dict(Genre.objects.values_list("name", "id"))
     return styles, genres
@@ -182,6 +184,7 @@ def _artists_upsert(layout, names: Iterable[wikiart.ParsedName], batch_size: int
                 Artist.objects.filter(slug=slug).exclude(name=name, class_index=idx).update(
                     name=name, class_index=idx
                 )
+        labels_changed()  # bulk writes send no signals
     return dict(Artist.objects.values_list("slug", "id")), len(new)
 
 

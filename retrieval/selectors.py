@@ -12,7 +12,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from catalog.filters import ArtworkFilter
-from catalog.models import Artist, Artwork, Genre, Style
+from catalog.models import Artwork
+from catalog.selectors import label_snapshot, with_labels
 from retrieval.models import ArtworkVectorMirror, EmbeddingSpace, LabelEmbedding
 from retrieval.query import ParsedPrompt, PromptParser, Vocabulary
 from retrieval.services import (
@@ -69,31 +70,20 @@ def index_store(space: EmbeddingSpace):
         return _stores[root]
 
 
-def _vocabulary_key() -> tuple:
-    """Count and newest id of artists, styles and genres, in one round trip (a search
-    calls this on every request)."""
-    parts = []
-    for model in (Artist, Style, Genre):
-        table = connection.ops.quote_name(model._meta.db_table)
-        parts.append(f"(SELECT COUNT(*) FROM {table}), (SELECT MAX(id) FROM {table})")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(parts))
-        return tuple(cursor.fetchone())
-
-
 def prompt_parser() -> PromptParser:
-    """A parser for the catalog's vocabulary, rebuilt when the vocabulary changes."""
-    key = _vocabulary_key()
+    """A parser for the catalog's vocabulary, rebuilt when the labels change (see
+    `catalog.selectors.label_snapshot`)."""
+    labels = label_snapshot()
     with _lock:
-        if _parser_cache["key"] != key:
+        if _parser_cache["key"] is not labels:
             _parser_cache["parser"] = PromptParser(
                 Vocabulary(
-                    artists=list(Artist.objects.values_list("id", "name")),
-                    styles=list(Style.objects.values_list("id", "name")),
-                    genres=list(Genre.objects.values_list("id", "name")),
+                    artists=[(a.pk, a.name) for a in labels.artists.values()],
+                    styles=[(s.pk, s.name) for s in labels.styles.values()],
+                    genres=[(g.pk, g.name) for g in labels.genres.values()],
                 )
             )
-            _parser_cache["key"] = key
+            _parser_cache["key"] = labels
         return _parser_cache["parser"]
 
 
@@ -208,7 +198,7 @@ def artwork_search(
 
     t3 = time.perf_counter()
     ids_list = [int(i) for i in ids[0] if i >= 0]
-    objects = Artwork.objects.select_related("artist", "style", "genre").in_bulk(ids_list)
+    objects = with_labels(Artwork.objects.all()).in_bulk(ids_list)
     vectors = loaded.vectors_of(ids_list) if ids_list else None
     per_slot = slot_scores(query, vectors) if vectors is not None else np.zeros((0, 4))
     hits = [
@@ -262,9 +252,7 @@ def artwork_similar(
             for i, s in zip(ids[0], scores[0], strict=True)
             if i >= 0 and i != artwork.pk
         ][:k]
-    objects = Artwork.objects.select_related("artist", "style", "genre").in_bulk(
-        [i for i, _ in ids_scores]
-    )
+    objects = with_labels(Artwork.objects.all()).in_bulk([i for i, _ in ids_scores])
     return [(objects[i], s) for i, s in ids_scores if i in objects]
 
 
