@@ -64,6 +64,15 @@ class SearchHitSerializer(serializers.Serializer):
     slots = serializers.DictField(child=serializers.FloatField())
     artwork = ArtworkSerializer()
 
+    def to_representation(self, instance):
+        """The declared fields' output, built directly (a test compares it with DRF's
+        field walk): 50 hits per response made the walk ~1-2 ms of every search."""
+        return {
+            "score": float(instance.score),
+            "slots": {str(name): float(value) for name, value in instance.slots.items()},
+            "artwork": self.fields["artwork"].to_representation(instance.artwork),
+        }
+
 
 class RecognisedSerializer(serializers.Serializer):
     slot = serializers.CharField()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 
@@ -80,6 +81,9 @@ def embedder_get():
     return embedder
 
 
+SPACE_CACHE_SECONDS = 300
+
+
 def space_current(embedder=None) -> EmbeddingSpace:
     """The embedding space of the configured embedder and fusion weights."""
     embedder = embedder or embedder_get()
@@ -91,18 +95,24 @@ def space_current(embedder=None) -> EmbeddingSpace:
         )
     )
     key = hashlib.sha1(raw.encode()).hexdigest()[:16]
-    space, _ = EmbeddingSpace.objects.get_or_create(
-        key=key,
-        defaults={
-            "embedder": settings.RETRIEVAL_EMBEDDER,
-            "model_id": embedder.model_id,
-            "dim": embedder.dim,
-            "has_image": embedder.has_image,
-            "is_tiny": embedder.is_tiny,
-            "weights": weights,
-        },
-    )
-    return space
+
+    def get_or_create() -> EmbeddingSpace:
+        space, _ = EmbeddingSpace.objects.get_or_create(
+            key=key,
+            defaults={
+                "embedder": settings.RETRIEVAL_EMBEDDER,
+                "model_id": embedder.model_id,
+                "dim": embedder.dim,
+                "has_image": embedder.has_image,
+                "is_tiny": embedder.is_tiny,
+                "weights": weights,
+            },
+        )
+        return space
+
+    # A space never changes once created (its key hashes what it is), so every search
+    # need not ask the database for it (~0.5 ms a request).
+    return cache.get_or_set(f"retrieval:space:{key}", get_or_create, SPACE_CACHE_SECONDS)
 
 
 def label_text(kind: str, name: str) -> str:

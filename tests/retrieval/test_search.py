@@ -74,6 +74,21 @@ def test_api_search(client, indexed_demo):
     assert data["is_tiny"] is False and data["timings_ms"]["total"] > 0
 
 
+def test_fast_hit_representation_equals_drfs(indexed_demo):
+    from django.test import RequestFactory
+    from rest_framework import serializers
+
+    from retrieval.api import SearchHitSerializer
+
+    result = selectors.artwork_search("a portrait by Ada Vermeil", k=8)
+    context = {"request": RequestFactory().get("/api/search/")}
+    fast = SearchHitSerializer(result.hits, many=True, context=context).data
+    walker = SearchHitSerializer(context=context)
+    generic = [serializers.Serializer.to_representation(walker, h) for h in result.hits]
+    assert len(fast) == 8 and fast == generic
+    assert [list(h) for h in fast] == [["score", "slots", "artwork"]] * 8
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
