@@ -19,9 +19,11 @@ class LongSelect(forms.Select):
     most of a catalog page (~200 ms of ~250 ms on the real catalog), and the template
     rendering of the small selects (styles, genres, yes/no) was still ~20 ms of a search
     page. Here the escaped options are joined in Python; those of a queryset are cached
-    for a minute as one HTML string (cheap to unpickle), keyed by the row count and the
-    largest id (one cheap query), so new or deleted rows show at once and a renamed one
-    within that minute. Same HTML as `forms.Select` (tests compare them).
+    for a minute as one HTML string (cheap to unpickle). Artists, styles and genres are
+    keyed by the labels' generation (`catalog.selectors.labels_token`, renewed by any
+    label write), so a change shows at once and no query is made; other querysets by
+    their row count and largest id (one cheap query). Same HTML as `forms.Select` (tests
+    compare them).
     """
 
     cache_seconds = 60
@@ -36,8 +38,19 @@ class LongSelect(forms.Select):
         queryset = getattr(self.choices, "queryset", None)
         if queryset is None:
             return build()
-        totals = queryset.aggregate(n=Count("pk"), last=Max("pk"))
-        key = f"longselect:v2:{queryset.model._meta.label}:{totals['n']}:{totals['last']}"
+        if queryset.model in (Artist, Style, Genre):
+            # Keyed by the labels' generation: any save, delete or import of a label
+            # changes it, and no query is needed to know that.
+            from catalog.selectors import labels_token
+
+            token = labels_token()
+            if token is None:
+                return build()
+            generation = f"labels-{token}"
+        else:
+            totals = queryset.aggregate(n=Count("pk"), last=Max("pk"))
+            generation = f"{totals['n']}:{totals['last']}"
+        key = f"longselect:v3:{queryset.model._meta.label}:{generation}"
         return cache.get_or_set(key, build, self.cache_seconds)
 
     def render(self, name, value, attrs=None, renderer=None):

@@ -34,6 +34,15 @@ _labels: dict[str, LabelSnapshot | None] = {"snapshot": None}
 _labels_lock = threading.Lock()
 
 
+def labels_token() -> str | None:
+    """The current generation of the labels (None when the cache keeps nothing)."""
+    token = cache.get(LABELS_CACHE_KEY)
+    if token is None:
+        cache.add(LABELS_CACHE_KEY, uuid.uuid4().hex, LABELS_CACHE_SECONDS)
+        token = cache.get(LABELS_CACHE_KEY)  # the first writer's, if another process won
+    return token
+
+
 def label_snapshot() -> LabelSnapshot:
     """The catalog's labels, loaded once per process and reloaded when they change.
 
@@ -47,10 +56,7 @@ def label_snapshot() -> LabelSnapshot:
     attaches them to its 20-50 artworks instead of joining three tables and building
     three more model instances per row.
     """
-    token = cache.get(LABELS_CACHE_KEY)
-    if token is None:
-        cache.add(LABELS_CACHE_KEY, uuid.uuid4().hex, LABELS_CACHE_SECONDS)
-        token = cache.get(LABELS_CACHE_KEY)  # the first writer's, if another process won
+    token = labels_token()
     snapshot = _labels["snapshot"]
     if snapshot is not None and token is not None and snapshot.token == token:
         return snapshot

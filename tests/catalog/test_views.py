@@ -191,6 +191,29 @@ def test_long_select_over_a_queryset_matches_and_sees_new_rows():
     assert ours == django_html and "NewArtist" in ours
 
 
+@pytest.mark.django_db
+def test_label_selects_are_cached_by_label_generation(django_assert_num_queries):
+    from django import forms
+
+    from catalog.filters import LongSelect
+    from catalog.models import Artist
+
+    artist = Artist.objects.create(slug="xavier-m", name="Xavier M")
+
+    def render():
+        field = forms.ModelChoiceField(Artist.objects.all(), to_field_name="slug")
+        field.widget = LongSelect()
+        field.widget.choices = field.choices
+        return field.widget.render("artist", "")
+
+    assert "Xavier M" in render()
+    with django_assert_num_queries(0):  # cached, and no query to know it is current
+        assert "Xavier M" in render()
+    artist.name = "Yvonne M"
+    artist.save()  # a new label generation: the options are rebuilt at once
+    assert "Yvonne M" in render() and "Xavier M" not in render()
+
+
 def test_filter_form_renders_as_djangos_own_selects_would(imported_demo):
     import re
 
