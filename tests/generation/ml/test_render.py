@@ -120,7 +120,14 @@ def test_progress_callback_and_samplers_without_warnings(fresh):
             result = fresh.render("a painting", sampler=sampler, **{**RENDER_KW, "steps": 2})
             assert result.sampler == sampler and result.image.size == (64, 64)
             images[sampler] = pixels(result.image)
-    assert not np.array_equal(images["ddim"], images["euler"])
+            assert type(fresh.pipe.scheduler).__name__ == SAMPLERS[sampler]
+    # The sampler really changes the solver: the multistep and ancestral ones land elsewhere.
+    for other in ("euler_a", "dpmpp_2m", "unipc"):
+        assert np.abs(images[other] - images["ddim"]).mean() > 0.3, other
+    # DDIM (eta 0) and Euler take the same first-order step of the same ODE on the same
+    # timesteps (667, 334, 1 here), so they agree up to float rounding (measured: latents
+    # within 1.2e-5); whether a pixel's rounding flips depends on the CPU's kernels.
+    assert np.abs(images["euler"] - images["ddim"]).max() <= 1
 
 
 def test_render_size_follows_width_and_height(fresh):
