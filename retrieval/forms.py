@@ -24,6 +24,17 @@ class SearchForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": "image/*"}),
     )
 
+    def __init__(self, *args, image_search: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not image_search:
+            # Greyed out in the page only: a file posted anyway still reaches the search,
+            # which refuses it with the same reason as the API (one rule, in selectors).
+            self.fields["image"].widget.attrs["disabled"] = True
+            self.fields["image"].help_text = (
+                "The retrieval model in use has no image side: set MYTHRAGEN_EMBEDDER=blip2 "
+                "to search by image."
+            )
+
     def clean_image(self):
         upload = self.cleaned_data.get("image")
         if not upload:

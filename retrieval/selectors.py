@@ -139,6 +139,13 @@ def _slot_vectors(space, parsed: ParsedPrompt, version: str | None = None) -> di
     return out
 
 
+def image_search_available() -> bool:
+    """Whether the configured embedder can search by image (decided without loading it)."""
+    from retrieval.ml.embedders import embedder_has_image
+
+    return embedder_has_image(settings.RETRIEVAL_EMBEDDER)
+
+
 def artwork_search(
     prompt: str = "", *, k: int = 20, filters: dict | None = None, image=None
 ) -> SearchResult:

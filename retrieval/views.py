@@ -17,7 +17,11 @@ def search_view(request):
     form with the reasons and answers 400.
     """
     data = request.POST if request.method == "POST" else request.GET
-    form = SearchForm(data or None, request.FILES or None)
+    form = SearchForm(
+        data or None,
+        request.FILES or None,
+        image_search=selectors.image_search_available(),
+    )
     artwork_filter = ArtworkFilter(data or None, queryset=Artwork.objects.none())
     context = {"form": form, "filter": artwork_filter, "filter_names": FILTER_NAMES}
     status = 200

@@ -636,6 +636,13 @@ _registry: dict[tuple, TextImageEmbedder] = {}
 _registry_lock = threading.Lock()
 
 
+def embedder_has_image(kind: str) -> bool:
+    """Whether embedders of `kind` embed images (read from the class: nothing is loaded).
+    An unknown kind has none."""
+    cls = _EMBEDDER_CLASSES.get(kind)
+    return bool(cls is not None and cls.has_image)
+
+
 def get_embedder(
     kind: str,
     model_id: str | os.PathLike | None,

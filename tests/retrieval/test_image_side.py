@@ -129,6 +129,10 @@ def test_search_page_takes_an_uploaded_image(client, blip2_indexed):
     assert response.status_code == 200
     assert html.count('class="card"') == 6
     assert "tiny" in html.lower()  # the stand-in model is named on the page
+    from tests.retrieval.test_search import _image_input
+
+    assert " disabled" not in _image_input(html)  # offered, unlike with text-only MiniLM
+    assert "MYTHRAGEN_EMBEDDER=blip2" not in html
 
 
 def test_eval_retrieval_runs_the_image_only_ablation(blip2_indexed, tmp_path):

@@ -113,6 +113,27 @@ def test_api_image_search_needs_an_image_embedder(client, indexed_demo):
     assert response.status_code == 400 and "no image side" in json.dumps(response.json())
 
 
+def _image_input(html: str) -> str:
+    import re
+
+    (tag,) = re.findall(r'<input[^>]*name="image"[^>]*>', html)
+    return tag
+
+
+def test_search_page_greys_out_image_search_without_an_image_side(client, indexed_demo):
+    html = client.get(reverse("retrieval:search")).content.decode()
+    assert " disabled" in _image_input(html)
+    assert "set MYTHRAGEN_EMBEDDER=blip2 to search by image" in html
+    # A file posted anyway is refused by the search itself, with the API's reason.
+    buf = BytesIO()
+    Image.new("RGB", (16, 16), "red").save(buf, format="PNG")
+    buf.seek(0)
+    buf.name = "red.png"
+    response = client.post(reverse("retrieval:search"), {"image": buf, "k": 3})
+    assert response.status_code == 400
+    assert "has no image side" in response.content.decode()
+
+
 def test_api_refuses_a_file_that_is_not_an_image(client, indexed_demo):
     fake = BytesIO(b"GIF89a not really")
     fake.name = "x.png"
