@@ -224,10 +224,12 @@ RETRIEVAL_FUSION_WEIGHTS = {
     "genre": env.float("MYTHRAGEN_FUSION_W_GENRE", default=0.75),
 }
 RETRIEVAL_INDEX_DIR = Path(env("MYTHRAGEN_INDEX_DIR", default=str(VAR_DIR / "index")))
-# Exact (flat) FAISS search up to this many vectors, HNSW beyond.
+# Exact (flat) FAISS search up to this many vectors, a slot index beyond (retrieval/ml/index).
 RETRIEVAL_EXACT_MAX = env.int("MYTHRAGEN_INDEX_EXACT_MAX", default=20_000)
 RETRIEVAL_EMBED_BATCH = env.int("MYTHRAGEN_EMBED_BATCH", default=512)
 RETRIEVAL_MAX_K = 200
+# pgvector's HNSW search breadth (hnsw.ef_search) for similar artworks on PostgreSQL.
+RETRIEVAL_PG_EF_SEARCH = env.int("MYTHRAGEN_PG_EF_SEARCH", default=100)
 # torch threads for encoding one search query in a web process (see retrieval/ml/embedders
 # torch_threads): one is as fast as two on a quiet machine and far faster on a busy one.
 RETRIEVAL_QUERY_THREADS = env.int("MYTHRAGEN_QUERY_THREADS", default=1)

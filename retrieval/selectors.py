@@ -292,7 +292,10 @@ def _similar_pgvector(space, artwork_id: int, k: int, allowed) -> list[tuple[int
     with transaction.atomic(), connection.cursor() as cursor:
         # Without iterative scans a filtered HNSW query can return fewer rows than asked.
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute("SET LOCAL hnsw.ef_search = 100")
+        # set_config(..., true) is SET LOCAL that takes a bound parameter.
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true)", [str(settings.RETRIEVAL_PG_EF_SEARCH)]
+        )
         cursor.execute(similar_sql(space, allowed is not None), params)
         rows = cursor.fetchall()
     # relaxed_order may return rows slightly out of order: sort them.

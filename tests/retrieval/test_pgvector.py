@@ -41,6 +41,35 @@ def test_filtered_similar_returns_k_rows_when_they_exist(indexed_demo):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_filtered_similar_through_the_hnsw_index_still_returns_k_rows(indexed_demo, settings):
+    """The demo table is small enough for the planner to prefer an exact scan, which
+    always fills k: switch that off so the HNSW index answers, as it does on the real
+    catalog, and narrow its beam to 10 candidates (the demo has 120 artworks; the real
+    catalog's 81k dwarf the default 100). Few of those are in one style: without iterative
+    scans the query came back short."""
+    settings.RETRIEVAL_PG_EF_SEARCH = 10
+    art = Artwork.objects.exclude(style__name="Minimalism").first()
+    n = Artwork.objects.filter(style__name="Minimalism").count()
+    space = EmbeddingSpace.objects.get()
+    assert n >= 10 and Artwork.objects.count() > 5 * n  # a selective filter
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # undone with the test's transaction
+        cursor.execute("SET enable_sort = off")
+        row = ArtworkVectorMirror.objects.get(space=space, artwork_id=art.pk)
+        literal = selectors.vector_literal(row.embedding)
+        allowed = list(
+            Artwork.objects.filter(style__name="Minimalism").values_list("id", flat=True)
+        )
+        cursor.execute(
+            "EXPLAIN " + selectors.similar_sql(space, restricted=True),
+            [literal, space.pk, art.pk, allowed, literal, 10],
+        )
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+    assert pgvector_index_name(space) in plan
+    pairs = selectors.artwork_similar(art, k=10, filters={"style": "Minimalism"})
+    assert len(pairs) == 10 and {a.style.name for a, _s in pairs} == {"Minimalism"}
+
+
 def test_pgvector_and_faiss_agree_on_neighbours(indexed_demo):
     from retrieval.selectors import index_store
 
