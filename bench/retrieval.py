@@ -175,7 +175,7 @@ def main() -> None:
     cast = f"vector({space.fused_dim})"
     sql = (
         f"SELECT artwork_id FROM {table} WHERE space_id = %s "
-        f"ORDER BY (embedding::{cast}) <=> %s::{cast} LIMIT %s"
+        f"ORDER BY (embedding::{cast}) <#> %s::{cast} LIMIT %s"
     )
 
     def pg(q):

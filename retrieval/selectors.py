@@ -264,15 +264,16 @@ def artwork_similar(
 
 
 def similar_sql(space: EmbeddingSpace, restricted: bool) -> str:
-    """Nearest mirror rows to a query vector, in the form the partial HNSW index serves."""
+    """Nearest mirror rows to a query vector by inner product (`<#>` is its negative), in
+    the form the partial HNSW index serves; the score is FAISS's for the same rows."""
     table = ArtworkVectorMirror._meta.db_table
     cast = f"vector({space.fused_dim})"
     where = "space_id = %s AND artwork_id <> %s"
     if restricted:
         where += " AND artwork_id = ANY(%s)"
     return (
-        f"SELECT artwork_id, 1 - ((embedding::{cast}) <=> %s::{cast}) AS score FROM {table} "
-        f"WHERE {where} ORDER BY (embedding::{cast}) <=> %s::{cast} LIMIT %s"
+        f"SELECT artwork_id, -((embedding::{cast}) <#> %s::{cast}) AS score FROM {table} "
+        f"WHERE {where} ORDER BY (embedding::{cast}) <#> %s::{cast} LIMIT %s"
     )
 
 

@@ -435,19 +435,27 @@ def index_rebuild(*, progress: Progress | None = None, kind: str = "auto") -> In
 
 
 def pgvector_index_name(space: EmbeddingSpace) -> str:
-    return f"retrieval_mirror_hnsw_{space.pk}"
+    return f"retrieval_mirror_hnsw_ip_{space.pk}"
 
 
 def pgvector_index_ensure(space: EmbeddingSpace) -> None:
-    """Create the partial HNSW index (cosine) for one space's mirror rows, once."""
+    """Create the partial HNSW index (inner product) for one space's mirror rows, once.
+
+    Inner product, as FAISS scores the same vectors: a fused row lacking a label (a fifth
+    of WikiArt has no genre) has a zero block and a norm below 1, and cosine would divide
+    that away, ranking such rows differently on PostgreSQL than on SQLite (measured on the
+    real catalog: exact cosine and exact inner product shared only 91% of the 50 nearest
+    neighbours of an artwork). Replaces the cosine index of earlier versions.
+    """
     table = ArtworkVectorMirror._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
         # Deferred FK checks from this transaction's inserts would block CREATE INDEX.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
+        cursor.execute(f"DROP INDEX IF EXISTS retrieval_mirror_hnsw_{int(space.pk)}")  # cosine
         cursor.execute(
             f"CREATE INDEX IF NOT EXISTS {pgvector_index_name(space)} ON {table} "
-            f"USING hnsw ((embedding::vector({space.fused_dim})) vector_cosine_ops) "
+            f"USING hnsw ((embedding::vector({space.fused_dim})) vector_ip_ops) "
             f"WITH (m = 16, ef_construction = 64) WHERE space_id = {int(space.pk)}"
         )
 

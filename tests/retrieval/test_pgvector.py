@@ -80,3 +80,22 @@ def test_pgvector_and_faiss_agree_on_neighbours(indexed_demo):
     _scores, ids = loaded.search(loaded.vector_of(art.pk)[None, :], 6)
     faiss_ids = [int(i) for i in ids[0] if i != art.pk][:5]
     assert len(set(pg) & set(faiss_ids)) >= 4
+
+
+def test_similar_scores_are_the_inner_products_faiss_gives(indexed_demo):
+    """A query artwork without a genre has a zero genre block (norm sqrt(3)/2): cosine
+    would score its neighbours 1/0.866 higher than FAISS's inner product does, and rank
+    rows lacking a genre differently. pgvector uses the inner product too."""
+    from retrieval.selectors import index_store
+
+    art = Artwork.objects.filter(genre__isnull=True).order_by("id").first()
+    assert art is not None
+    space = EmbeddingSpace.objects.get()
+    loaded = index_store(space).current()
+    vector = loaded.vector_of(art.pk)
+    assert abs(float(vector @ vector) - 0.75) < 1e-4  # three of four blocks
+    pairs = selectors.artwork_similar(art, k=6)
+    scores, ids = loaded.search(vector[None, :], 7)
+    expected = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != art.pk]
+    assert [a.pk for a, _s in pairs] == [i for i, _s in expected[:6]]
+    assert [s for _a, s in pairs] == pytest.approx([s for _i, s in expected[:6]], abs=1e-5)
