@@ -1,5 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -20,7 +22,15 @@ router.register("jobs", jobs_api.JobViewSet, basename="job")
 router.register("generations", generation_api.GenerationViewSet, basename="generation")
 router.register("loras", generation_api.LoraViewSet, basename="lora")
 
+
+def favicon(request):
+    """Browsers ask for /favicon.ico on pages that link no icon (the admin, DRF's pages):
+    send them to the (hashed, long-cached) static icon instead of a 404."""
+    return redirect(static("favicon.svg"))
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/search/", retrieval_api.SearchView.as_view(), name="api-search"),
     path("api/artworks/<int:pk>/similar/", retrieval_api.SimilarView.as_view(), name="api-similar"),

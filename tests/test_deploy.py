@@ -212,6 +212,10 @@ def test_page_is_served_with_hsts_and_its_hashed_stylesheet_is_cached(server):
     svg, svg_body = server.get(icon.group(1).decode())
     assert svg.status == 200 and svg.getheader("Content-Type").startswith("image/svg+xml")
     assert svg_body == (ROOT / "static" / "favicon.svg").read_bytes()
+    # Pages without the link (the admin) make browsers ask for /favicon.ico: no 404.
+    fallback, _ = server.get("/favicon.ico")
+    assert fallback.status == 302
+    assert fallback.getheader("Location") == icon.group(1).decode()
 
     # The unhashed name is still served, but only briefly cacheable.
     plain, _ = server.get("/static/css/app.css")

@@ -53,6 +53,7 @@ from django.contrib.auth.models import Group
 from django.contrib.auth.tokens import default_token_generator
 from django.core import mail
 from django.db import transaction
+from django.templatetags.static import static
 from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.resolvers import RegexPattern
@@ -88,6 +89,7 @@ search-form                   retrieval:search          POST    ok           ok 
 similar-fragment              retrieval:similar         GET     ok           ok           ok           ok
 media-file                    media                     GET     ok           ok           ok           ok
 gallery-page                  generation:gallery        GET     ok           ok           ok           ok
+favicon                       favicon                   GET     ok           ok           ok           ok
 # --- pages: generation (signed in; own requests only, admins all) ------------------------
 generate-page                 generation:generate       GET     login        ok           ok           ok
 generate-form                 generation:generate       POST    login        ok           ok           ok
@@ -434,6 +436,10 @@ def text(response) -> str:
     return response.content.decode()
 
 
+def _redirects_to(response, url: str) -> None:
+    assert response["Location"] == url, response["Location"]
+
+
 def contains(*needles: str):
     def check(w, response, client):
         body = text(response)
@@ -753,6 +759,11 @@ CASES: dict[str, Case] = {
         contains("Quiet Hills"),
     ),
     "media-file": Case(_media_file, _media_served),
+    "favicon": Case(
+        lambda w: get("/favicon.ico"),
+        lambda w, response, client: _redirects_to(response, static("favicon.svg")),
+        ok=(302,),
+    ),
     "gallery-page": Case(
         lambda w: get(reverse("generation:gallery")), _gallery, needs=World.all_generations
     ),
