@@ -6,17 +6,17 @@ versus fused ablation that a text-only embedder skips."""
 
 from __future__ import annotations
 
-import json
-from io import BytesIO, StringIO
+from io import BytesIO
 
 import numpy as np
 import pytest
-from django.core.management import call_command
 from PIL import Image
 
 from catalog.models import Artwork
 from retrieval import selectors, services
 from retrieval.models import ArtworkEmbedding
+
+from .helpers import eval_report, image_input
 
 pytestmark = pytest.mark.django_db
 
@@ -129,25 +129,12 @@ def test_search_page_takes_an_uploaded_image(client, blip2_indexed):
     assert response.status_code == 200
     assert html.count('class="card"') == 6
     assert "tiny" in html.lower()  # the stand-in model is named on the page
-    from tests.retrieval.test_search import _image_input
-
-    assert " disabled" not in _image_input(html)  # offered, unlike with text-only MiniLM
+    assert " disabled" not in image_input(html)  # offered, unlike with text-only MiniLM
     assert "MYTHRAGEN_EMBEDDER=blip2" not in html
 
 
 def test_eval_retrieval_runs_the_image_only_ablation(blip2_indexed, tmp_path):
-    out = tmp_path / "eval.json"
-    call_command(
-        "eval_retrieval",
-        "--out",
-        str(out),
-        "--content-sample",
-        "10",
-        "--min-combo",
-        "2",
-        stdout=StringIO(),
-    )
-    report = json.loads(out.read_text())
+    report = eval_report(tmp_path, content_sample=10)
     ablation = report["ablation"]
     assert "skipped" not in ablation
     for name in ("genre", "artist", "style", "genre+artist+style"):

@@ -11,6 +11,8 @@ from PIL import Image
 from catalog.models import Artwork
 from retrieval import selectors
 
+from .helpers import eval_report, image_input
+
 pytestmark = pytest.mark.django_db
 
 
@@ -113,16 +115,9 @@ def test_api_image_search_needs_an_image_embedder(client, indexed_demo):
     assert response.status_code == 400 and "no image side" in json.dumps(response.json())
 
 
-def _image_input(html: str) -> str:
-    import re
-
-    (tag,) = re.findall(r'<input[^>]*name="image"[^>]*>', html)
-    return tag
-
-
 def test_search_page_greys_out_image_search_without_an_image_side(client, indexed_demo):
     html = client.get(reverse("retrieval:search")).content.decode()
-    assert " disabled" in _image_input(html)
+    assert " disabled" in image_input(html)
     assert "set MYTHRAGEN_EMBEDDER=blip2 to search by image" in html
     # A file posted anyway is refused by the search itself, with the API's reason.
     buf = BytesIO()
@@ -177,18 +172,7 @@ def test_search_command_prints_json(indexed_demo):
 
 
 def test_eval_retrieval_writes_json_and_markdown(indexed_demo, tmp_path):
-    out = tmp_path / "eval.json"
-    call_command(
-        "eval_retrieval",
-        "--out",
-        str(out),
-        "--content-sample",
-        "20",
-        "--min-combo",
-        "2",
-        stdout=StringIO(),
-    )
-    report = json.loads(out.read_text())
+    report = eval_report(tmp_path, content_sample=20)
     for name in ("genre", "artist", "style", "genre+artist+style"):
         row = report["label_queries"][name]
         assert row["queries"] > 0 and 0 <= row["mAP@50"] <= 1
