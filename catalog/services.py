@@ -184,6 +184,15 @@ def _artists_upsert(layout, names: Iterable[wikiart.ParsedName], batch_size: int
                 Artist.objects.filter(slug=slug).exclude(name=name, class_index=idx).update(
                     name=name, class_index=idx
                 )
+        # Names an earlier import derived without repairing the slug's mis-decoded letters
+        # ("Arnold Bã¶cklin"); a name someone has changed since is left alone.
+        for slug in (slugs & existing.keys()) - by_class.keys():
+            if slug.isascii():
+                continue
+            naive = wikiart.artist_name_from_slug(slug, repair=False)
+            repaired = wikiart.artist_name_from_slug(slug)
+            if naive != repaired:
+                Artist.objects.filter(slug=slug, name=naive).update(name=repaired)
         labels_changed()  # bulk writes send no signals
     return dict(Artist.objects.values_list("slug", "id")), len(new)
 

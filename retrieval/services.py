@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.db.models import Q
 
 from catalog.models import Artist, Artwork, Genre, Style
 from retrieval.models import (
@@ -128,28 +129,52 @@ def _from_bytes(data, dim: int) -> np.ndarray:
     return np.frombuffer(bytes(data), dtype=np.float32, count=dim)
 
 
+_LABEL_MODELS = (
+    (LabelKind.GENRE, Genre, "genre_id"),
+    (LabelKind.ARTIST, Artist, "artist_id"),
+    (LabelKind.STYLE, Style, "style_id"),
+)
+
+
 def labels_embed(space: EmbeddingSpace, embedder) -> int:
-    """Embed every genre, artist and style name not yet embedded in this space."""
-    have = set(LabelEmbedding.objects.filter(space=space).values_list("kind", "label_id"))
+    """Embed every genre, artist and style name of the catalog that this space has not
+    embedded under its current name: new labels, and renamed ones (an admin's correction,
+    an import that repaired a name). The artworks carrying a renamed label are marked for
+    re-assembly, so their fused vectors and pgvector mirror rows follow the new vector."""
+    have = {
+        (kind, label_id): text
+        for kind, label_id, text in LabelEmbedding.objects.filter(space=space).values_list(
+            "kind", "label_id", "text"
+        )
+    }
     todo: list[tuple[str, int, str]] = []
-    for kind, model in (
-        (LabelKind.GENRE, Genre),
-        (LabelKind.ARTIST, Artist),
-        (LabelKind.STYLE, Style),
-    ):
+    for kind, model, _field in _LABEL_MODELS:
         for label_id, name in model.objects.values_list("id", "name"):
-            if (kind, label_id) not in have:
-                todo.append((kind, label_id, label_text(kind, name)))
+            text = label_text(kind, name)
+            if have.get((kind, label_id)) != text:
+                todo.append((kind, label_id, text))
     if not todo:
         return 0
     vectors = embedder.embed_texts([t for _k, _i, t in todo])
-    LabelEmbedding.objects.bulk_create(
-        [
-            LabelEmbedding(space=space, kind=k, label_id=i, text=t, vector=_to_bytes(v))
-            for (k, i, t), v in zip(todo, vectors, strict=True)
-        ],
-        batch_size=1000,
-    )
+    renamed = [(k, i) for k, i, _t in todo if (k, i) in have]
+    with transaction.atomic():
+        if renamed:
+            field_of = {kind: field for kind, _model, field in _LABEL_MODELS}
+            labels, carriers = Q(), Q()
+            for kind, label_id in renamed:
+                labels |= Q(kind=kind, label_id=label_id)
+                carriers |= Q(**{field_of[kind]: label_id})
+            LabelEmbedding.objects.filter(space=space).filter(labels).delete()
+            ArtworkEmbedding.objects.filter(
+                space=space, artwork_id__in=Artwork.objects.filter(carriers).values("id")
+            ).update(fused_hash="")
+        LabelEmbedding.objects.bulk_create(
+            [
+                LabelEmbedding(space=space, kind=k, label_id=i, text=t, vector=_to_bytes(v))
+                for (k, i, t), v in zip(todo, vectors, strict=True)
+            ],
+            batch_size=1000,
+        )
     return len(todo)
 
 

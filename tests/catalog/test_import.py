@@ -187,6 +187,37 @@ def test_import_command_prints_a_final_report(db, demo_dir):
     assert "Import finished." in text
 
 
+def test_mis_decoded_artist_names_are_repaired_and_old_imports_mended(db, demo_dir, tmp_path):
+    """WikiArt's slug `arnold-bã¶cklin` is Arnold Böcklin: the import names him so, and a
+    re-import mends the name an earlier version derived ("Arnold Bã¶cklin") unless someone
+    has changed it since."""
+    styles = dict(
+        line.split(" ", 1)[::-1]
+        for line in (demo_dir / "style_class.txt").read_text().split("\n")
+        if line
+    )
+    with (demo_dir / "style_train.csv").open("a", encoding="utf-8") as fh:
+        fh.write(
+            f"Romanticism/arnold-bã¶cklin_isle-of-the-dead-1880.jpg,{styles['Romanticism']}\r\n"
+        )
+        fh.write(
+            f"Romanticism/joaquã\xadn-sorolla_sewing-the-sail-1896.jpg,{styles['Romanticism']}\r\n"
+        )
+    empty = tmp_path / "no-images"
+    empty.mkdir()
+    report = services.wikiart_import(demo_dir, images_root=empty)
+    assert report.errors == []
+    bocklin = Artist.objects.get(slug="arnold-bã¶cklin")
+    assert bocklin.name == "Arnold Böcklin"
+    assert Artwork.objects.get(artist=bocklin).title == "Isle of the dead"
+
+    Artist.objects.filter(pk=bocklin.pk).update(name="Arnold Bã¶cklin")  # an older import
+    Artist.objects.filter(slug="joaquã\xadn-sorolla").update(name="J. Sorolla y Bastida")
+    services.wikiart_import(demo_dir, images_root=empty)
+    assert Artist.objects.get(pk=bocklin.pk).name == "Arnold Böcklin"
+    assert Artist.objects.get(slug="joaquã\xadn-sorolla").name == "J. Sorolla y Bastida"
+
+
 def test_make_demo_catalog_command_writes_an_importable_layout(db, tmp_path):
     out = StringIO()
     call_command("make_demo_catalog", str(tmp_path / "d"), "--per-artist", "3", stdout=out)

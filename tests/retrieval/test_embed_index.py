@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from django.db.models import Count
 
 from catalog.models import Artist, Artwork, Genre, LabelSource, Style
 from catalog.services import genre_label_add
@@ -66,6 +67,45 @@ def test_label_correction_makes_only_that_vector_stale(imported_demo):
     )
     block = row[space.dim : 2 * space.dim]
     assert np.allclose(block / np.linalg.norm(block), nude / np.linalg.norm(nude), atol=1e-5)
+
+
+def test_a_renamed_label_is_embedded_again_and_its_artworks_follow(imported_demo):
+    """An artist renamed (by an admin, or an import repairing "Arnold Bã¶cklin") gets the
+    vector of the new name; the artworks carrying it are re-assembled, and the next index
+    finds them by the new name."""
+    from catalog.models import Artist
+
+    services.embed_catalog()
+    artist = Artist.objects.annotate(n=Count("artworks")).filter(n__gt=0).order_by("id")[0]
+    carriers = Artwork.objects.filter(artist=artist).count()
+    Artist.objects.filter(pk=artist.pk).update(name="Arnold Böcklin")
+    report = services.embed_catalog()
+    assert report.labels_embedded == 1 and report.reassembled == carriers
+    assert report.captions_embedded == 0
+    space = services.space_current()
+    row = LabelEmbedding.objects.get(space=space, kind="artist", label_id=artist.pk)
+    assert row.text == "Arnold Böcklin"
+    fresh = services.embedder_get().embed_texts(["Arnold Böcklin"])[0]
+    stored = np.frombuffer(bytes(row.vector), dtype=np.float32)
+    assert np.allclose(stored, fresh, atol=1e-5)
+    from django.db import connection
+
+    if connection.vendor == "postgresql":  # the pgvector mirror holds the new fused rows
+        from retrieval.models import ArtworkVectorMirror
+
+        ids, matrix, _ = services.fused_matrix(space)
+        art = Artwork.objects.filter(artist=artist).first()
+        mirrored = ArtworkVectorMirror.objects.get(space=space, artwork=art).embedding
+        assert np.allclose(np.asarray(mirrored), matrix[list(ids).index(art.pk)], atol=1e-6)
+    # Nothing else changes: a second pass has nothing to do.
+    again = services.embed_catalog()
+    assert again.labels_embedded == 0 and again.reassembled == 0
+    services.index_rebuild()
+    from retrieval import selectors
+
+    result = selectors.artwork_search("a painting by Arnold Böcklin", k=carriers)
+    assert [m.slot for m in result.parsed.matches] == ["artist"]
+    assert {h.artwork.artist_id for h in result.hits} == {artist.pk}
 
 
 def test_caption_change_re_embeds_the_caption(imported_demo):
