@@ -62,3 +62,20 @@ def test_empty_vocabulary_and_prompt():
     empty = PromptParser(Vocabulary([], [], []))
     assert empty.parse("anything at all").content == "anything at all"
     assert PromptParser(VOCAB).parse("   ").matches == []
+
+
+@pytest.mark.parametrize(
+    "prompt", ["the isle of the dead by Arnold Böcklin", "the isle of the dead by arnold bocklin"]
+)
+def test_repaired_real_names_match_with_or_without_accents(prompt):
+    from catalog.wikiart import artist_name_from_slug
+
+    names = ["arnold-bã¶cklin", "joaquã\xadn-sorolla", "claude-monet"]
+    parser = PromptParser(
+        Vocabulary([(i, artist_name_from_slug(s)) for i, s in enumerate(names)], [], [])
+    )
+    parsed = parser.parse(prompt)
+    assert [(m.slot, m.name) for m in parsed.matches] == [("artist", "Arnold Böcklin")]
+    assert parsed.content == "the isle of the dead"
+    sorolla = parser.parse("sewing the sail, Joaquin Sorolla")
+    assert [m.name for m in sorolla.matches] == ["Joaquín Sorolla"]
