@@ -96,6 +96,9 @@ def test_similar_scores_are_the_inner_products_faiss_gives(indexed_demo):
     assert abs(float(vector @ vector) - 0.75) < 1e-4  # three of four blocks
     pairs = selectors.artwork_similar(art, k=6)
     scores, ids = loaded.search(vector[None, :], 7)
-    expected = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != art.pk]
-    assert [a.pk for a, _s in pairs] == [i for i, _s in expected[:6]]
-    assert [s for _a, s in pairs] == pytest.approx([s for _i, s in expected[:6]], abs=1e-5)
+    expected = [float(s) for i, s in zip(ids[0], scores[0], strict=True) if i != art.pk][:6]
+    # The same best scores (robust to ties between identical rows) ...
+    assert [s for _a, s in pairs] == pytest.approx(expected, abs=1e-5)
+    # ... and each one is the inner product with that very artwork (cosine is not).
+    for other, score in pairs:
+        assert score == pytest.approx(float(vector @ loaded.vector_of(other.pk)), abs=1e-5)
