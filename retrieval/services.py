@@ -165,9 +165,9 @@ def labels_embed(space: EmbeddingSpace, embedder) -> int:
                 labels |= Q(kind=kind, label_id=label_id)
                 carriers |= Q(**{field_of[kind]: label_id})
             LabelEmbedding.objects.filter(space=space).filter(labels).delete()
-            ArtworkEmbedding.objects.filter(
-                space=space, artwork_id__in=Artwork.objects.filter(carriers).values("id")
-            ).update(fused_hash="")
+            artwork_vectors_mark_stale(
+                Artwork.objects.filter(carriers).values_list("id", flat=True)
+            )
         LabelEmbedding.objects.bulk_create(
             [
                 LabelEmbedding(space=space, kind=k, label_id=i, text=t, vector=_to_bytes(v))
