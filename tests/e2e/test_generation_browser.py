@@ -45,14 +45,15 @@ WATCH = """() => {
 
 @pytest.fixture
 def worker(gen_settings, indexed_demo, tmp_path):  # noqa: F811 (fixture imported above)
-    """One worker on all three generation queues, a few dozen LoRA steps: the job takes
-    long enough to be watched, short enough for a test."""
+    """One worker on all three generation queues and enough LoRA steps that training
+    spans several of the page's 1 s polls: 40 steps once finished between two polls on a
+    fast CPU (the page went from caching straight to done), so the test saw no training."""
     env = _worker_env(
         gen_settings,
         CELERY_BROKER_URL=REDIS,
         CELERY_RESULT_BACKEND=REDIS,
-        MYTHRAGEN_LORA_STEPS=40,
-        MYTHRAGEN_LORA_CHECKPOINT_EVERY=20,
+        MYTHRAGEN_LORA_STEPS=200,
+        MYTHRAGEN_LORA_CHECKPOINT_EVERY=50,
     )
     log = tmp_path / "worker.log"
     with sending_to(REDIS):
