@@ -3,13 +3,18 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint format bench-import clean
+.PHONY: run test test-real-size install lint format bench-import clean
 
 run: install
 	bin/run-demo
 
 test: install
 	bin/test
+
+# Every model role at its published size (random weights): ~15 GB of disk, up to 12 GB of
+# memory, about 15-25 minutes on 2 cores. Not part of `make test` / CI.
+test-real-size: install
+	bin/test-real-size
 
 install: $(STAMP)
 

@@ -55,7 +55,7 @@ def _setup_environment(args) -> None:
             "MYTHRAGEN_SD_MODEL": str(WORK / "models" / "tiny-sd15"),
             "MYTHRAGEN_CLIP_MODEL": str(WORK / "models" / "tiny-clip"),
             "MYTHRAGEN_DEVICE": "cpu",
-            "MYTHRAGEN_GEN_DTYPE": "float32",
+            "MYTHRAGEN_SD_PRECISION": "float32",
             "MYTHRAGEN_LORA_STEPS": "30",
             "MYTHRAGEN_LORA_RESOLUTION": "64",
             "MYTHRAGEN_LORA_OPTIMIZER": "adamw",

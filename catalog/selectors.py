@@ -173,3 +173,17 @@ def catalog_counts() -> dict[str, int]:
 
 def catalog_has_synthetic() -> bool:
     return Artwork.objects.filter(is_synthetic=True).exists()
+
+
+def artwork_image_load(name: str):
+    """An artwork's stored image (by storage name) as an RGB PIL image, for the models.
+
+    The one image reader of every model role's service (captioning, VQA, embedding,
+    LoRA training); an unreadable file raises `mlcore.errors.ModelInputError` naming it.
+    """
+    from django.core.files.storage import default_storage
+
+    from mlcore.images import load_image
+
+    with default_storage.open(name, "rb") as fh:
+        return load_image(fh)

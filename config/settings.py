@@ -213,6 +213,13 @@ CATALOG_MAX_IMAGE_PIXELS = env.int("CATALOG_MAX_IMAGE_PIXELS", default=90_000_00
 # real classes to MYTHRAGEN_MODELS_DIR; the embedded demo points the variables at them.
 MODELS_DIR = Path(env("MYTHRAGEN_MODELS_DIR", default=str(VAR_DIR / "models")))
 ML_DEVICE = env("MYTHRAGEN_DEVICE", default="auto")  # auto | cpu | cuda | cuda:N
+# Precision each model role loads in: auto | float32 | bfloat16 | float16. "auto" is
+# float32 on CPU and half precision on CUDA (bfloat16 for BLIP-2 and CLIP, float16 for
+# Stable Diffusion); see mlcore/precision.py.
+EMBEDDER_PRECISION = env("MYTHRAGEN_EMBEDDER_PRECISION", default="auto")
+LABEL_PRECISION = env("MYTHRAGEN_LABEL_PRECISION", default="auto")  # captioner + VQA
+SD_PRECISION = env("MYTHRAGEN_SD_PRECISION", default="auto")  # renderer + safety checker
+CLIP_PRECISION = env("MYTHRAGEN_CLIP_PRECISION", default="auto")
 # Retrieval embedder: "minilm" (the real all-MiniLM-L6-v2 shipped on PyPI, text only,
 # works offline) or "blip2" (BLIP-2 Q-Former ITC, image + text, as the paper).
 RETRIEVAL_EMBEDDER = env("MYTHRAGEN_EMBEDDER", default="minilm")
@@ -250,6 +257,18 @@ REVIEW_CANDIDATES = env.int("MYTHRAGEN_REVIEW_CANDIDATES", default=300)
 # Stable Diffusion 1.5 in diffusers format, and the CLIP backbone for CLIP-T/CLIP-I.
 SD_MODEL = env("MYTHRAGEN_SD_MODEL", default="stable-diffusion-v1-5/stable-diffusion-v1-5")
 CLIP_MODEL = env("MYTHRAGEN_CLIP_MODEL", default="openai/clip-vit-large-patch14")
+# Stable Diffusion's safety checker, run on every rendered image (flagged images are shown
+# to their owner and staff only). "auto": on whenever MYTHRAGEN_SD_MODEL is not the tiny
+# stand-in (whose noise images it cannot judge); "off": never run (recorded as off in
+# each image's provenance). The rule is generation.services.safety_checker_state().
+SAFETY_CHECKER_MODEL = env(
+    "MYTHRAGEN_SAFETY_CHECKER_MODEL", default="CompVis/stable-diffusion-safety-checker"
+)
+SAFETY_CHECKER = env("MYTHRAGEN_SAFETY_CHECKER", default="auto").strip().lower()
+if SAFETY_CHECKER not in ("auto", "off"):
+    raise ImproperlyConfigured(
+        f"MYTHRAGEN_SAFETY_CHECKER must be auto or off, not {SAFETY_CHECKER!r}"
+    )
 
 # --- Celery -------------------------------------------------------------------
 # Default: kombu's filesystem transport and file results in var/ (no server needed).
@@ -306,7 +325,6 @@ GEN_MAX_QUEUED = env.int("MYTHRAGEN_GEN_MAX_QUEUED", default=3)
 GEN_SIZE = env.int("MYTHRAGEN_GEN_SIZE", default=512)
 GEN_STEPS = env.int("MYTHRAGEN_GEN_STEPS", default=30)
 GEN_K = env.int("MYTHRAGEN_GEN_K", default=10)
-GEN_DTYPE = env("MYTHRAGEN_GEN_DTYPE", default="auto")  # auto: float16 on CUDA, else float32
 # A running generation whose worker has not reported for this long is marked failed.
 GEN_STALE_SECONDS = env.int("MYTHRAGEN_GEN_STALE_SECONDS", default=900)
 # Training and rendering have their own queues (workers: -Q celery,training,rendering).

@@ -88,8 +88,18 @@ class LoraCacheEntryAdmin(admin.ModelAdmin):
 
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
-    list_display = ["id", "prompt", "user", "status", "phase", "is_tiny", "created_at"]
-    list_filter = ["phase", "is_tiny", "job__status"]
+    list_display = [
+        "id",
+        "prompt",
+        "user",
+        "status",
+        "phase",
+        "is_tiny",
+        "image_flagged",
+        "baseline_flagged",
+        "created_at",
+    ]
+    list_filter = ["phase", "is_tiny", "image_flagged", "baseline_flagged", "job__status"]
     search_fields = ["prompt"]
     readonly_fields = [f.name for f in Generation._meta.fields]
     list_select_related = ["job", "user"]

@@ -80,6 +80,11 @@ class GenerationSerializer(serializers.ModelSerializer):
     lora_genre_style = LoraSerializer(read_only=True, allow_null=True)
     user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     page = serializers.SerializerMethodField()
+    withheld = serializers.SerializerMethodField(
+        help_text="images you may not see, with why (their URLs are null): a flagged image "
+        "is shown only to its owner and staff"
+    )
+    safety = serializers.SerializerMethodField(help_text="the safety checker's record")
 
     class Meta:
         model = Generation
@@ -107,6 +112,8 @@ class GenerationSerializer(serializers.ModelSerializer):
             "lora_genre_style",
             "image",
             "baseline_image",
+            "withheld",
+            "safety",
             "baseline_prompt",
             "provenance",
             "base_model",
@@ -120,6 +127,31 @@ class GenerationSerializer(serializers.ModelSerializer):
 
     def get_page(self, generation) -> str:
         return reverse("generation:detail", args=[generation.pk])
+
+    def _user(self):
+        return getattr(self.context.get("request"), "user", None)
+
+    def get_withheld(self, generation) -> dict[str, str]:
+        return selectors.generation_withheld(self._user(), generation)
+
+    def get_safety(self, generation) -> dict:
+        return {
+            "checker": generation.safety_checker or None,
+            "note": selectors.generation_safety_note(generation),
+            "image_flagged": generation.image_flagged,
+            "baseline_flagged": generation.baseline_flagged,
+            "notice": selectors.generation_flag_notice(self._user(), generation),
+        }
+
+    def to_representation(self, generation):
+        data = super().to_representation(generation)
+        # A withheld image's URL (and its file name in the job's result) never leaves.
+        result = (data.get("job") or {}).get("result")
+        for name in data["withheld"]:
+            data[name] = None
+            if isinstance(result, dict) and name in result:
+                result[name] = None
+        return data
 
 
 # What `_error` answers: 400 refused (reasons per field), 409 wrong state, 429 queue full.

@@ -134,7 +134,7 @@ def eval_generation(
     size = size or settings.GEN_SIZE
     training = services.training_config_current().to_dict()
     renderer = services.renderer_get()
-    clip = get_clip(settings.CLIP_MODEL, ml_device())
+    clip = get_clip(settings.CLIP_MODEL, ml_device(), settings.CLIP_PRECISION)
     images: dict[str, list] = {"MythraGen": [], "Prompt-only baseline": []}
     references, styles, per_prompt_refs = [], [], []
     for n, prompt in enumerate(prompts, start=1):
@@ -183,7 +183,7 @@ def eval_generation(
         prompts=prompts,
         backbone=clip.name,
         base_model=str(settings.SD_MODEL),
-        is_tiny=renderer.is_tiny,
+        is_tiny=renderer.is_stand_in,
         distance=distance,
         n_references=len(references),
         classifier=classifier_info,

@@ -129,6 +129,13 @@ class Generation(models.Model):
     provenance = models.JSONField(default=dict, blank=True)
     base_model = models.CharField(max_length=500, blank=True)
     is_tiny = models.BooleanField(default=False)
+    # Stable Diffusion's safety checker (generation.services.safety_checker_state): what
+    # judged the images (its model id, or "off: <reason>"), each image's verdict, and the
+    # checker's scores. A flagged image is shown only to its owner and staff.
+    safety_checker = models.CharField(max_length=600, blank=True)
+    image_flagged = models.BooleanField(default=False)
+    baseline_flagged = models.BooleanField(default=False)
+    safety = models.JSONField(default=dict, blank=True)
     render_seconds = models.FloatField(null=True, blank=True)
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
@@ -145,3 +152,8 @@ class Generation(models.Model):
     @property
     def status(self) -> str:
         return self.job.status if self.job_id else JobStatus.FAILED
+
+    @property
+    def nsfw_flagged(self) -> bool:
+        """Whether the safety checker flagged the result or its baseline."""
+        return self.image_flagged or self.baseline_flagged

@@ -14,11 +14,15 @@ def _with_related(queryset: QuerySet[Generation]) -> QuerySet[Generation]:
     return queryset.select_related("job", "user", "lora_artist_style", "lora_genre_style")
 
 
-def gallery_list() -> QuerySet[Generation]:
-    """Finished results with an image, newest first: what the gallery shows to everyone."""
-    return _with_related(
-        Generation.objects.filter(job__status=JobStatus.SUCCEEDED).exclude(image="")
-    )
+def gallery_list(user=None) -> QuerySet[Generation]:
+    """Finished results with an image, newest first: what the gallery shows to everyone,
+    less results whose image the safety checker flagged (those only for their owner and
+    staff, as `generation_withheld` says)."""
+    queryset = Generation.objects.filter(job__status=JobStatus.SUCCEEDED).exclude(image="")
+    if not (user and user.is_authenticated and user.is_staff):
+        mine = Q(user=user) if user and user.is_authenticated else Q(pk__in=[])
+        queryset = queryset.filter(Q(image_flagged=False) | mine)
+    return _with_related(queryset)
 
 
 def generation_visible(user) -> QuerySet[Generation]:
@@ -36,6 +40,48 @@ def generation_can_control(user, generation: Generation) -> bool:
     if not (user and user.is_authenticated):
         return False
     return user.is_staff or generation.user_id == user.pk
+
+
+WITHHELD = "flagged by the safety checker"
+
+
+def generation_withheld(user, generation: Generation) -> dict[str, str]:
+    """The images of `generation` that `user` may not see, with why ({} when none).
+
+    The one visibility rule for flagged images (pages, gallery cards and the API): an image
+    the safety checker flagged is shown only to the generation's owner and staff; to anyone
+    else neither the image nor its URL is given. (Media files are served without a
+    permission check, so flagged files also get an unguessable name: services._image_name.)
+    """
+    if generation_can_control(user, generation):
+        return {}
+    withheld = {}
+    if generation.image_flagged:
+        withheld["image"] = WITHHELD
+    if generation.baseline_flagged:
+        withheld["baseline_image"] = WITHHELD
+    return withheld
+
+
+def generation_flag_notice(user, generation: Generation) -> str:
+    """What the owner (or staff) is told beside a flagged image they can see ("" if none)."""
+    if not generation.nsfw_flagged or not generation_can_control(user, generation):
+        return ""
+    if generation.user_id == getattr(user, "pk", None):
+        return f"{WITHHELD}: only you can see it"
+    return f"{WITHHELD}: only its owner and staff can see it"
+
+
+def generation_safety_note(generation: Generation | None = None) -> str:
+    """What pages and the API say about the safety checker: a rendered generation's record
+    ("safety checker off: tiny stand-in model"), else the rule for new renders now."""
+    from generation.services import SafetyState, safety_checker_state
+
+    if generation is None or not generation.safety_checker:
+        if generation is not None and generation.phase == Generation.Phase.DONE:
+            return "safety checker not recorded (rendered before it was added)"
+        return safety_checker_state().note
+    return SafetyState.from_recorded(generation.safety_checker).note
 
 
 def user_generations(user, limit: int = 12) -> list[Generation]:
@@ -75,7 +121,16 @@ def lora_cache_stats() -> dict:
 
 
 def model_status() -> dict:
-    """Which base model renders, and whether it is a tiny stand-in (the UI must say so)."""
-    from generation.ml.tiny import is_tiny_model
+    """Which base model renders, and whether it is a stand-in (the UI must say so)."""
+    from generation.services import safety_checker_state
+    from mlcore.stand_in import stand_in_info
 
-    return {"base_model": str(settings.SD_MODEL), "is_tiny": is_tiny_model(settings.SD_MODEL)}
+    info = stand_in_info(settings.SD_MODEL)
+    safety = safety_checker_state()
+    return {
+        "base_model": str(settings.SD_MODEL),
+        "is_tiny": info is not None,
+        "stand_in": info["size"] if info else None,
+        "safety_on": safety.on,
+        "safety_note": safety.note,
+    }

@@ -28,13 +28,13 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from catalog.filters import ArtworkFilter
 from catalog.models import Artwork
+from catalog.selectors import artwork_image_load
 from generation.models import Generation, LoraCacheEntry, LoraKind, LoraStatus
 from jobs import services as jobs
 from jobs.models import ACTIVE_STATUSES, Job, JobStatus
@@ -501,9 +501,9 @@ def base_model_fingerprint() -> str:
 
 
 def sd_is_tiny() -> bool:
-    from generation.ml.tiny import is_tiny_model
+    from mlcore.stand_in import is_tiny
 
-    return is_tiny_model(settings.SD_MODEL)
+    return is_tiny(settings.SD_MODEL)
 
 
 def lora_entry_for(kind: str, retrieval_set: dict, training: dict) -> LoraCacheEntry:
@@ -559,13 +559,11 @@ def _lora_claim(entry: LoraCacheEntry, job_id: int | None) -> bool:
     )
 
 
-def artwork_image_load(name: str):
-    from PIL import Image
-
-    with default_storage.open(name, "rb") as fh:
-        image = Image.open(fh)
-        image.load()
-    return image.convert("RGB")
+def _lora_claim_beat(entry: LoraCacheEntry) -> None:
+    """Keep a training claim alive: one silent for GEN_STALE_SECONDS is taken over."""
+    LoraCacheEntry.objects.filter(pk=entry.pk, status=LoraStatus.TRAINING).update(
+        heartbeat_at=timezone.now()
+    )
 
 
 def renderer_get():
@@ -573,13 +571,76 @@ def renderer_get():
     from generation.ml.render import get_renderer
     from retrieval.services import ml_device
 
-    device = ml_device()
-    dtype = settings.GEN_DTYPE
-    if dtype == "auto":
-        dtype = "float16" if device.startswith("cuda") else "float32"
     return get_renderer(
-        settings.SD_MODEL, device=device, dtype=dtype, setting_name="MYTHRAGEN_SD_MODEL"
+        settings.SD_MODEL,
+        device=ml_device(),
+        precision=settings.SD_PRECISION,
+        setting="MYTHRAGEN_SD_MODEL",
     )
+
+
+@dataclass(frozen=True)
+class SafetyState:
+    """Whether rendered images go through Stable Diffusion's safety checker (why not, if off)."""
+
+    on: bool
+    model: str
+    reason: str = ""
+
+    @property
+    def recorded(self) -> str:
+        """What provenance and `Generation.safety_checker` record: the model id or "off: why"."""
+        return self.model if self.on else f"off: {self.reason}"
+
+    @classmethod
+    def from_recorded(cls, recorded: str) -> SafetyState:
+        if recorded.startswith("off: "):
+            return cls(False, "", recorded.removeprefix("off: "))
+        return cls(True, recorded)
+
+    @property
+    def note(self) -> str:
+        """What pages and the API say."""
+        if self.on:
+            return f"safety checker on ({self.model})"
+        return f"safety checker off: {self.reason}"
+
+
+def safety_checker_state() -> SafetyState:
+    """The one rule: the checker runs on every image unless MYTHRAGEN_SAFETY_CHECKER=off or
+    the base model is the tiny stand-in (its noise images are nothing to judge). A real or
+    real-size base model always runs it; if the checker cannot load, the render fails."""
+    from mlcore.stand_in import is_tiny
+
+    model = str(settings.SAFETY_CHECKER_MODEL)
+    if settings.SAFETY_CHECKER == "off":
+        return SafetyState(False, model, "MYTHRAGEN_SAFETY_CHECKER=off")
+    if is_tiny(settings.SD_MODEL):
+        return SafetyState(False, model, "tiny stand-in model")
+    return SafetyState(True, model)
+
+
+def safety_checker_get():
+    """The worker's safety checker (one per process), loaded; ModelUnavailable if it can't be."""
+    from generation.ml.safety import get_safety_checker
+    from retrieval.services import ml_device
+
+    return get_safety_checker(
+        settings.SAFETY_CHECKER_MODEL,
+        device=ml_device(),
+        precision=settings.SD_PRECISION,
+        setting="MYTHRAGEN_SAFETY_CHECKER_MODEL",
+    ).load()
+
+
+def _image_name(generation: Generation, verdict: dict | None, suffix: str = "") -> str:
+    """A result's file name; a flagged image's carries a random token. Media files are
+    served without a permission check, so a guessable name (id + seed, both public) would
+    hand the withheld image to anyone who tries it."""
+    import secrets
+
+    token = f"-{secrets.token_hex(16)}" if verdict and verdict["flagged"] else ""
+    return f"{generation.pk}-{generation.seed}{suffix}{token}.png"
 
 
 def lora_train(
@@ -619,16 +680,24 @@ def lora_train(
 
     def progress(step: int, total: int) -> None:
         nonlocal cancelled
+        loading.stop()  # the first step reports: steps keep the job and the claim alive
         now = time.monotonic()
         if now - last_beat[0] > HEARTBEAT_SECONDS:
             last_beat[0] = now
-            LoraCacheEntry.objects.filter(pk=entry.pk).update(heartbeat_at=timezone.now())
+            _lora_claim_beat(entry)
         try:
             report(step, total, f"{stage}: step {step}/{total}")
         except jobs.JobCancelled:
             cancelled = True
 
+    # Until the first step: loading the model and caching latents report nothing.
+    loading = jobs.job_heartbeat(
+        job_id,
+        f"{stage}: loading model {settings.SD_MODEL}, caching latents",
+        on_beat=lambda: _lora_claim_beat(entry),
+    )
     try:
+        loading.start()
         report(0, 0, f"caching: latents and text embeddings ({stage})")
         artworks = _artworks(entry.artwork_ids)
         examples = [
@@ -643,7 +712,7 @@ def lora_train(
         config.checkpoint_every = settings.LORA_CHECKPOINT_EVERY
         renderer = renderer_get()
         # Reuse the worker's loaded pipeline (no second copy of the model) when it is fp32.
-        pipeline = renderer.load() if renderer.dtype == "float32" else None
+        pipeline = renderer.load().pipe if renderer.precision == "float32" else None
         result = train_lora(
             settings.SD_MODEL,
             examples,
@@ -667,6 +736,8 @@ def lora_train(
             status=LoraStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:5000], heartbeat_at=None
         )
         raise
+    finally:
+        loading.stop()
     info = asdict(result)
     info["output_path"] = str(result.output_path)
     info["checkpoints"] = len(result.checkpoints)
@@ -945,6 +1016,23 @@ def generation_render(generation_id: int, report: Report) -> dict:
                 f"LoRA {entry.key[:12]} left the cache before rendering; retry the generation."
             )
     renderer = renderer_get()
+    with jobs.job_heartbeat(generation.job_id, f"loading model {settings.SD_MODEL}"):
+        renderer.load()
+    safety = safety_checker_state()
+    # Loaded before rendering: a missing checker fails the job at once, never skipped.
+    checker = None
+    if safety.on:
+        with jobs.job_heartbeat(generation.job_id, f"loading model {safety.model}"):
+            checker = safety_checker_get()
+
+    def check(image) -> tuple[dict | None, dict]:
+        """The image's verdict (None when off) and its provenance fields."""
+        verdict = checker.check([image])[0].as_dict() if checker else None
+        return verdict, {
+            "safety_checker": safety.recorded,
+            "flagged": verdict["flagged"] if verdict else None,
+        }
+
     n_images = 2 if generation.with_baseline else 1
     total = generation.steps * n_images
     common = {
@@ -963,9 +1051,19 @@ def generation_render(generation_id: int, report: Report) -> dict:
         progress=lambda i, n: report(i, total, f"rendering 1/{n_images}: step {i}/{n}"),
         **common,
     )
-    extra = {"device": renderer.device, "dtype": renderer.dtype, "is_tiny": renderer.is_tiny}
-    provenance = provenance_build(generation, mixed, **extra)
-    _save_png(generation.image, f"{generation.pk}-{generation.seed}.png", result.image, provenance)
+    extra = {
+        "device": renderer.device,
+        "dtype": renderer.precision,
+        "is_tiny": renderer.is_stand_in,
+        "stand_in": (renderer.stand_in or {}).get("size"),
+    }
+    verdict, checked = check(result.image)
+    provenance = provenance_build(generation, mixed, **extra, **checked)
+    _save_png(generation.image, _image_name(generation, verdict), result.image, provenance)
+    generation.safety_checker = safety.recorded[:600]
+    generation.image_flagged = bool(verdict and verdict["flagged"])
+    generation.baseline_flagged = False
+    generation.safety = {"checker": safety.recorded, "image": verdict}
     generation.provenance = provenance
     generation.render_seconds = result.seconds
     if generation.with_baseline:
@@ -977,27 +1075,35 @@ def generation_render(generation_id: int, report: Report) -> dict:
             ),
             **common,
         )
+        base_verdict, base_checked = check(baseline.image)
         base_prov = {
-            **provenance_build(generation, [], **extra),
+            **provenance_build(generation, [], **extra, **base_checked),
             "prompt": generation.baseline_prompt or generation.prompt,
             "baseline_of": generation.pk,
         }
+        generation.baseline_flagged = bool(base_verdict and base_verdict["flagged"])
+        generation.safety["baseline"] = base_verdict
         _save_png(
             generation.baseline_image,
-            f"{generation.pk}-{generation.seed}-baseline.png",
+            _image_name(generation, base_verdict, "-baseline"),
             baseline.image,
             base_prov,
         )
     lora_use([e for e, _w in mixed])
     generation.base_model = str(settings.SD_MODEL)[:500]
-    generation.is_tiny = renderer.is_tiny
+    generation.is_tiny = renderer.is_stand_in  # any random-weight stand-in, tiny or real-size
     generation.phase = Generation.Phase.DONE
     generation.finished_at = timezone.now()
     generation.save()
     return {
         "generation": generation.pk,
-        "image": generation.image.name,
-        "baseline_image": generation.baseline_image.name or None,
+        # (the job's result is shown with the generation: no name of a withheld image)
+        "image": None if generation.image_flagged else generation.image.name,
+        "baseline_image": None
+        if generation.baseline_flagged
+        else (generation.baseline_image.name or None),
+        "safety_checker": safety.recorded,
+        "flagged": {"image": generation.image_flagged, "baseline": generation.baseline_flagged},
         "seconds": round(result.seconds, 3),
         "adapter_load_seconds": round(result.adapter_load_seconds, 3),
         "loras": [e.key for e, _w in mixed],

@@ -47,6 +47,9 @@ def _context(request, generation) -> dict:
         "references": selectors.generation_references(generation),
         "can_control": selectors.generation_can_control(request.user, generation),
         "model": selectors.model_status(),
+        "withheld": selectors.generation_withheld(request.user, generation),
+        "flag_notice": selectors.generation_flag_notice(request.user, generation),
+        "safety_note": selectors.generation_safety_note(generation),
     }
 
 
@@ -98,7 +101,10 @@ def generation_rerun_view(request, pk: int):
 
 
 def gallery_view(request):
-    page = Paginator(selectors.gallery_list(), 24).get_page(request.GET.get("page"))
+    page = Paginator(selectors.gallery_list(request.user), 24).get_page(request.GET.get("page"))
+    for generation in page:
+        generation.withheld = selectors.generation_withheld(request.user, generation)
+        generation.flag_notice = selectors.generation_flag_notice(request.user, generation)
     return render(
         request, "generation/gallery.html", {"page": page, "model": selectors.model_status()}
     )

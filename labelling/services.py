@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from catalog.models import Artwork, Genre, GenreLabel, LabelSource
+from catalog.selectors import artwork_image_load
 from catalog.services import artwork_genre_refresh, genre_label_add
+from jobs.services import job_current, job_heartbeat
 from labelling.models import BulkOperation
 from retrieval.services import artwork_vectors_mark_stale, ml_device
 
@@ -54,13 +55,6 @@ class GenreConflict(Exception):
         self.current_genre = artwork.genre.name if artwork.genre else None
 
 
-def _load_image(name: str):
-    from PIL import Image
-
-    with default_storage.open(name, "rb") as fh:
-        return Image.open(fh).convert("RGB")
-
-
 # --- Captions -----------------------------------------------------------------------------
 
 
@@ -79,7 +73,10 @@ def captioner_get():
 
     try:
         return get_captioner(
-            settings.CAPTION_MODEL, device=ml_device(), setting_name="MYTHRAGEN_CAPTION_MODEL"
+            settings.CAPTION_MODEL,
+            device=ml_device(),
+            precision=settings.LABEL_PRECISION,
+            setting="MYTHRAGEN_CAPTION_MODEL",
         ).load()
     except ModelUnavailable as exc:
         raise LabellingUnavailable(str(exc)) from exc
@@ -99,9 +96,10 @@ def captions_generate(
     part of what was embedded).
     """
     started = time.monotonic()
-    captioner = captioner_get()
-    report = CaptionReport(model_id=settings.CAPTION_MODEL, is_tiny=captioner.is_tiny)
-    source = "tiny-model" if captioner.is_tiny else "model"
+    with job_heartbeat(job_current(), f"loading model {settings.CAPTION_MODEL}"):
+        captioner = captioner_get()
+    report = CaptionReport(model_id=settings.CAPTION_MODEL, is_tiny=captioner.is_stand_in)
+    source = "tiny-model" if captioner.is_stand_in else "model"
     todo = Artwork.objects.exclude(image="").order_by("id")
     if not overwrite:
         todo = todo.exclude(caption_source__in=["model", "tiny-model", "curator"])
@@ -112,7 +110,7 @@ def captions_generate(
     batch_size = batch_size or settings.LABEL_BATCH
     for start in range(0, len(ids), batch_size):
         chunk = list(Artwork.objects.filter(id__in=ids[start : start + batch_size]).order_by("id"))
-        captions = captioner.caption([_load_image(a.image.name) for a in chunk])
+        captions = captioner.caption([artwork_image_load(a.image.name) for a in chunk])
         with transaction.atomic():
             for art, text in zip(chunk, captions, strict=True):
                 art.caption = text.strip() or art.title
@@ -135,7 +133,10 @@ def vqa_get():
 
     try:
         return get_vqa(
-            settings.VQA_MODEL, device=ml_device(), setting_name="MYTHRAGEN_VQA_MODEL"
+            settings.VQA_MODEL,
+            device=ml_device(),
+            precision=settings.LABEL_PRECISION,
+            setting="MYTHRAGEN_VQA_MODEL",
         ).load()
     except ModelUnavailable as exc:
         raise LabellingUnavailable(str(exc)) from exc
@@ -184,15 +185,16 @@ def genres_label(
     candidates = candidate_genres(genres)
     if not candidates:
         raise ValueError("The catalog has no genres to choose from.")
-    vqa = vqa_get()
+    with job_heartbeat(job_current(), f"loading model {settings.VQA_MODEL}"):
+        vqa = vqa_get()
     names = [g.name for g in candidates]
-    report = LabelReport(model_id=settings.VQA_MODEL, is_tiny=vqa.is_tiny, genres=names)
+    report = LabelReport(model_id=settings.VQA_MODEL, is_tiny=vqa.is_stand_in, genres=names)
     unlabelled = Artwork.objects.filter(genre__isnull=True)
     report.without_image = unlabelled.filter(image="").count()
     ids = list(unlabelled.exclude(image="").order_by("id").values_list("id", flat=True))
     if limit:
         ids = ids[:limit]
-    note = "TINY stand-in model (random weights)" if vqa.is_tiny else ""
+    note = "stand-in model (random weights)" if vqa.is_stand_in else ""
     batch_size = batch_size or settings.LABEL_BATCH
     for start in range(0, len(ids), batch_size):
         chunk = list(
@@ -200,7 +202,7 @@ def genres_label(
                 id__in=ids[start : start + batch_size], genre__isnull=True
             ).order_by("id")
         )
-        predictions = vqa.predict([_load_image(a.image.name) for a in chunk], names)
+        predictions = vqa.predict([artwork_image_load(a.image.name) for a in chunk], names)
         with transaction.atomic():
             for art, (name, confidence, probs) in zip(chunk, predictions, strict=True):
                 genre = candidates[names.index(name)]
@@ -254,7 +256,9 @@ def labelling_evaluate(
             ).select_related("genre")
         )
         for art, (name, confidence, _p) in zip(
-            chunk, vqa.predict([_load_image(a.image.name) for a in chunk], names), strict=True
+            chunk,
+            vqa.predict([artwork_image_load(a.image.name) for a in chunk], names),
+            strict=True,
         ):
             y_true.append(art.genre.name)
             y_pred.append(name)
@@ -262,7 +266,7 @@ def labelling_evaluate(
     report = classification_report(y_true, y_pred, conf, names, n_buckets=n_buckets)
     report.update(
         model_id=settings.VQA_MODEL,
-        is_tiny=vqa.is_tiny,
+        is_tiny=vqa.is_stand_in,
         sample=len(chosen),
         held_out_split="val" if held_out.exists() else "any",
         seconds=round(time.monotonic() - started, 2),

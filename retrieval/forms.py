@@ -24,8 +24,10 @@ class SearchForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": "image/*"}),
     )
 
-    def __init__(self, *args, image_search: bool = True, **kwargs):
+    def __init__(self, *args, image_search: bool = True, image_cost: str = "", **kwargs):
         super().__init__(*args, **kwargs)
+        if image_search and image_cost:
+            self.fields["image"].help_text = image_cost[0].upper() + image_cost[1:] + "."
         if not image_search:
             # Greyed out in the page only: a file posted anyway still reaches the search,
             # which refuses it with the same reason as the API (one rule, in selectors).

@@ -146,6 +146,13 @@ def image_search_available() -> bool:
     return embedder_has_image(settings.RETRIEVAL_EMBEDDER)
 
 
+def image_search_cost() -> str:
+    """What the first image search costs the serving process (the page says it)."""
+    from retrieval.ml.embedders import embedder_image_cost
+
+    return embedder_image_cost(settings.RETRIEVAL_EMBEDDER)
+
+
 def artwork_search(
     prompt: str = "", *, k: int = 20, filters: dict | None = None, image=None
 ) -> SearchResult:

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
-from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import Q
 
 from catalog.models import Artist, Artwork, Genre, Style
+from catalog.selectors import artwork_image_load
+from jobs.services import job_current, job_heartbeat
 from retrieval.models import (
     ArtworkEmbedding,
     ArtworkVectorMirror,
@@ -74,9 +75,15 @@ def embedder_get():
                 "prompt_threads": settings.RETRIEVAL_QUERY_THREADS,
             }
         embedder = get_embedder(
-            kind, model_id, device=ml_device(), setting_name=SETTING_FOR[kind], **options
+            kind,
+            model_id,
+            device=ml_device(),
+            setting=SETTING_FOR[kind],
+            precision=settings.EMBEDDER_PRECISION,
+            **options,
         )
-        embedder.load()
+        with job_heartbeat(job_current(), f"loading model {model_id}"):  # no-op outside a job
+            embedder.load()  # BLIP-2: the text half only; images load the vision half on use
     except (ModelUnavailable, EmbedderError) as exc:  # a missing model; a bad prompt runtime
         raise RetrievalUnavailable(str(exc)) from exc
     return embedder
@@ -105,7 +112,7 @@ def space_current(embedder=None) -> EmbeddingSpace:
                 "model_id": embedder.model_id,
                 "dim": embedder.dim,
                 "has_image": embedder.has_image,
-                "is_tiny": embedder.is_tiny,
+                "is_tiny": embedder.is_stand_in,  # any random-weight stand-in
                 "weights": weights,
             },
         )
@@ -224,13 +231,6 @@ class EmbedReport:
     is_tiny: bool = False
 
 
-def _load_image(name: str):
-    from PIL import Image
-
-    with default_storage.open(name, "rb") as fh:
-        return Image.open(fh).convert("RGB")
-
-
 def embed_catalog(
     *, batch_size: int | None = None, progress: Progress | None = None, limit: int | None = None
 ) -> EmbedReport:
@@ -265,6 +265,10 @@ def embed_catalog(
         todo.append((art_id, text, image_name, genre_id, artist_id, style_id, want, old))
     report.artworks = len(todo) + report.up_to_date
     total = len(todo)
+    load_images = getattr(embedder, "load_images", None)
+    if load_images is not None and any(t[2] for t in todo):  # BLIP-2's vision half, once
+        with job_heartbeat(job_current(), f"loading model {space.model_id} (image side)"):
+            load_images()
     if progress:
         progress(0, total, "embedding artworks")
     for start in range(0, total, batch_size):
@@ -292,7 +296,7 @@ def _embed_chunk(space, embedder, labels, chunk, report: EmbedReport) -> None:
     )
     image_vecs = {}
     if need_image:
-        images = [_load_image(c[2]) for c in need_image]
+        images = [artwork_image_load(c[2]) for c in need_image]
         image_vecs = dict(
             zip([c[0] for c in need_image], embedder.embed_images(images), strict=True)
         )

@@ -21,6 +21,7 @@ def search_view(request):
         data or None,
         request.FILES or None,
         image_search=selectors.image_search_available(),
+        image_cost=selectors.image_search_cost(),
     )
     artwork_filter = ArtworkFilter(data or None, queryset=Artwork.objects.none())
     context = {"form": form, "filter": artwork_filter, "filter_names": FILTER_NAMES}

@@ -33,7 +33,10 @@ belongs to someone else (how busy the service is, who is generating). It is what
 `generation_visible` and the jobs API's queryset already do: objects outside the
 caller's visible set do not exist for them. Finished generations are the public gallery
 (shown to anonymous visitors too), so their pages and API detail are open to all; only
-their owner (or an admin) may cancel, retry or re-run.
+their owner (or an admin) may cancel, retry or re-run. An image the safety checker
+flagged is the exception: its page and API answer are open, but the image and its URL
+reach only its owner and admins (others read "flagged by the safety checker"), and the
+gallery leaves it out for everyone else.
 """
 
 from __future__ import annotations
@@ -97,6 +100,9 @@ gen-page-others-queued        generation:detail         GET     404          404
 gen-page-others-failed        generation:detail         GET     404          404          404          ok
 gen-page-own                  generation:detail         GET     -            ok           ok           ok
 gen-page-finished             generation:detail         GET     ok           ok           ok           ok
+gen-page-others-flagged       generation:detail         GET     ok           ok           ok           ok
+gen-page-own-flagged          generation:detail         GET     -            ok           ok           ok
+gallery-flagged               generation:gallery        GET     ok           ok           ok           ok
 gen-result-others-queued      generation:result         GET     404          404          404          ok
 gen-result-finished           generation:result         GET     ok           ok           ok           ok
 gen-cancel-form-others        generation:cancel         POST    login        404          404          ok
@@ -182,6 +188,8 @@ api-generation-create         generation-list           POST    denied       ok 
 api-generation-others-queued  generation-detail         GET     404          404          404          ok
 api-generation-own            generation-detail         GET     -            ok           ok           ok
 api-generation-finished       generation-detail         GET     ok           ok           ok           ok
+api-generation-others-flagged generation-detail         GET     ok           ok           ok           ok
+api-generation-own-flagged    generation-detail         GET     -            ok           ok           ok
 api-cancel-others             generation-cancel         POST    denied       404          404          ok
 api-cancel-own                generation-cancel         POST    -            ok           ok           ok
 api-retry-others              generation-retry          POST    denied       404          404          ok
@@ -351,6 +359,18 @@ class World:
             "failed": _generation(self.actor, JobStatus.FAILED),
             "finished": _generation(self.actor, JobStatus.SUCCEEDED),
         }
+
+    @cached_property
+    def flagged(self) -> dict[str, Generation]:
+        """Finished results whose image the safety checker flagged (olga's, the actor's)."""
+        made = {"others": _generation(self.olga, JobStatus.SUCCEEDED)}
+        if self.actor:
+            made["own"] = _generation(self.actor, JobStatus.SUCCEEDED)
+        for whose, generation in made.items():
+            generation.image = f"generations/{whose}-flagged-5f1c0a.png"
+            generation.image_flagged = True
+            generation.save(update_fields=["image", "image_flagged"])
+        return made
 
     def all_generations(self) -> list[Generation]:
         """Touch both owners' generations (before the snapshot) and return them."""
@@ -652,6 +672,29 @@ def _gallery(w, response, client):
     assert w.others["queued"].prompt not in body and w.others["failed"].prompt not in body
 
 
+def _flagged_image(whose: str):
+    """A flagged image and its URL reach only its owner and admins; others get a notice."""
+
+    def check(w, response, client):
+        body = text(response)
+        url = w.flagged[whose].image.url
+        if whose == "own" or w.role == "admin":
+            assert url in body
+        else:
+            assert url not in body and "flagged by the safety checker" in body
+
+    return check
+
+
+def _gallery_flagged(w, response, client):
+    body = text(response)
+    visible = w.role == "admin"
+    assert (w.flagged["others"].image.url in body) == visible
+    assert (w.flagged["others"].prompt in body) == visible
+    if w.actor:
+        assert w.flagged["own"].image.url in body and "only you can see it" in body
+
+
 def _generation_ids(payload) -> set[int]:
     return {g["id"] for g in payload["results"]}
 
@@ -794,6 +837,17 @@ CASES: dict[str, Case] = {
     "gen-page-finished": Case(
         lambda w: get(reverse("generation:detail", args=[w.others["finished"].pk])),
         _controls_shown(lambda w: w.role == "admin"),  # the owner or an admin only
+    ),
+    "gen-page-others-flagged": Case(
+        lambda w: get(reverse("generation:detail", args=[w.flagged["others"].pk])),
+        _flagged_image("others"),
+    ),
+    "gen-page-own-flagged": Case(
+        lambda w: get(reverse("generation:detail", args=[w.flagged["own"].pk])),
+        _flagged_image("own"),
+    ),
+    "gallery-flagged": Case(
+        lambda w: get(reverse("generation:gallery")), _gallery_flagged, needs=lambda w: w.flagged
     ),
     "gen-result-others-queued": Case(
         lambda w: get(reverse("generation:result", args=[w.others["queued"].pk]))
@@ -1086,6 +1140,14 @@ CASES: dict[str, Case] = {
     "api-generation-finished": Case(
         lambda w: get(f"/api/generations/{w.others['finished'].pk}/"),
         api_ok(lambda w, p: p["status"] == "succeeded"),
+    ),
+    "api-generation-others-flagged": Case(
+        lambda w: get(f"/api/generations/{w.flagged['others'].pk}/"),
+        _flagged_image("others"),
+    ),
+    "api-generation-own-flagged": Case(
+        lambda w: get(f"/api/generations/{w.flagged['own'].pk}/"),
+        _flagged_image("own"),
     ),
     "api-cancel-others": Case(
         lambda w: api("post", f"/api/generations/{w.others['queued'].pk}/cancel/"),

@@ -122,34 +122,3 @@ def model_fingerprint(base_model: str | Path) -> str:
                     st = f.stat()
                     stamps.append((sub, f.name, st.st_size, st.st_mtime_ns))
     return f"{p.resolve()}#{sha256_text(stamps)[:16]}"
-
-
-def torch_dtype(name: str):
-    import torch
-
-    table = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-    }
-    if name not in table:
-        from .errors import GenerationInputError
-
-        raise GenerationInputError(f"unknown dtype {name!r}; use one of {sorted(table)}")
-    return table[name]
-
-
-def require_local_model(base_model: str | Path, setting: str | None) -> None:
-    """Fail fast (no hub round trip) when `base_model` is plainly a local path that is missing.
-
-    Absolute paths and ./ ../ ~ paths are local; anything else may be a hub id.
-    """
-    text = str(base_model)
-    looks_local = Path(text).is_absolute() or text.startswith((".", "~"))
-    if looks_local and not Path(text).expanduser().is_dir():
-        from .errors import ModelUnavailable
-
-        raise ModelUnavailable(text, "no such folder", setting=setting)

@@ -51,13 +51,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlcore.images import load_image
+from mlcore.role import ModelRole
+
 from ._common import (
     adapter_deleted_warning_silenced,
     atomic_path,
     model_fingerprint,
     multi_adapter_warning_silenced,
     quiet_ml_logs,
-    require_local_model,
     sha256_text,
 )
 from .errors import GenerationInputError, ModelUnavailable, TrainingCancelled
@@ -171,18 +173,7 @@ class TrainResult:
 
 
 def _load_image(source: str | Image.Image) -> Image.Image:
-    from PIL import Image, ImageOps
-
-    if isinstance(source, Image.Image):
-        img = source
-    else:
-        try:
-            with Image.open(source) as opened:
-                img = ImageOps.exif_transpose(opened)
-                img.load()
-        except (OSError, ValueError) as exc:
-            raise GenerationInputError(f"cannot read training image {source!r}: {exc}") from exc
-    return img.convert("RGB")
+    return load_image(source, error=GenerationInputError)
 
 
 def preprocess_image(
@@ -293,8 +284,7 @@ class _FeatureCache:
 
 def _components(base_model: str | Path, pipeline, setting_name: str | None):
     """The frozen base components: from a passed pipeline, or loaded from disk / a hub id."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from diffusers import DDPMScheduler
 
     if pipeline is not None:
         noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
@@ -305,17 +295,32 @@ def _components(base_model: str | Path, pipeline, setting_name: str | None):
             pipeline.unet,
             noise_scheduler,
         )
-    src = str(base_model)
-    require_local_model(src, setting_name)
-    try:
-        tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer")
-        text_encoder = CLIPTextModel.from_pretrained(src, subfolder="text_encoder")
-        vae = AutoencoderKL.from_pretrained(src, subfolder="vae")
-        unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet")
-        noise_scheduler = DDPMScheduler.from_pretrained(src, subfolder="scheduler")
-    except Exception as exc:  # noqa: BLE001 - every loader failure means the same to callers
-        raise ModelUnavailable(src, f"{type(exc).__name__}: {exc}", setting=setting_name) from exc
-    return tokenizer, text_encoder, vae, unet, noise_scheduler
+    return _TrainingBase(base_model, setting=setting_name).load().components
+
+
+class _TrainingBase(ModelRole):
+    """The frozen SD 1.5 components training loads when no pipeline is passed (float32:
+    LoRA training keeps master weights in full precision and autocasts on CUDA)."""
+
+    what = "Stable Diffusion base model"
+    cuda_precision = "float32"
+
+    def _load(self) -> None:
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        self.check_local()
+        src = self.model_id
+        try:
+            self.components = (
+                CLIPTokenizer.from_pretrained(src, subfolder="tokenizer"),
+                CLIPTextModel.from_pretrained(src, subfolder="text_encoder"),
+                AutoencoderKL.from_pretrained(src, subfolder="vae"),
+                UNet2DConditionModel.from_pretrained(src, subfolder="unet"),
+                DDPMScheduler.from_pretrained(src, subfolder="scheduler"),
+            )
+        except Exception as exc:  # noqa: BLE001 - every loader failure means the same here
+            raise self.unavailable(f"{type(exc).__name__}: {exc}", exc) from exc
 
 
 def _lora_state(module, adapter: str) -> dict[str, torch.Tensor]:
@@ -792,7 +797,9 @@ def read_lora_metadata(path: str | Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             metadata = dict(f.metadata() or {})
     except (SafetensorError, OSError) as exc:
-        raise ModelUnavailable(str(path), f"not a readable LoRA file: {exc}") from exc
+        raise ModelUnavailable(
+            "LoRA", str(path), f"not a readable LoRA file: {exc}", hint=None
+        ) from exc
     info = json.loads(metadata.get(METADATA_KEY, "{}"))
     adapter = metadata.get("lora_adapter_metadata")
     info["adapter_metadata"] = json.loads(adapter) if adapter else None

@@ -28,55 +28,61 @@ from typing import Any
 
 import numpy as np
 
+from mlcore.precision import resolve_precision
+from mlcore.role import ModelRole
+
 from ._common import quiet_ml_logs
-from .errors import GenerationInputError, ModelUnavailable
+from .errors import GenerationInputError
 
 _clip_cache: dict[str, Any] = {}
 _clip_lock = threading.Lock()
 
 
-class ClipBackbone:
+class ClipBackbone(ModelRole):
     """A CLIP model + tokenizer + PIL image processor loaded once from a folder or id."""
 
-    def __init__(self, model_path: str | Path, device: str = "cpu") -> None:
-        self.model_path = str(model_path)
-        self.device = device
+    what = "CLIP evaluation model"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        device: str | None = "cpu",
+        precision: str = "auto",
+        setting: str | None = "MYTHRAGEN_CLIP_MODEL",
+    ) -> None:
+        super().__init__(model_path, device=device, precision=precision, setting=setting)
         self.model = None
 
     @property
-    def name(self) -> str:
-        """A readable backbone id: the model's `_name_or_path` or folder, tiny-tagged."""
-        from .tiny import is_tiny_model
+    def model_path(self) -> str:
+        return self.model_id
 
+    @property
+    def name(self) -> str:
+        """A readable backbone id: the model's `_name_or_path` or folder, stand-ins tagged."""
         path = Path(self.model_path)
         label = self.model_path
         config = path / "config.json"
         if config.is_file():
             with contextlib.suppress(ValueError):
                 label = json.loads(config.read_text()).get("_name_or_path") or label
-        return f"tiny-clip ({self.model_path})" if is_tiny_model(path) else label
+        info = self.stand_in
+        return f"{info['size']} stand-in clip ({self.model_path})" if info else label
 
-    def load(self) -> ClipBackbone:
-        if self.model is not None:
-            return self
+    def _load(self) -> None:
+        self.check_local()
         quiet_ml_logs()
         from transformers import CLIPModel, CLIPTokenizer
         from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
         try:
-            self.model = CLIPModel.from_pretrained(self.model_path).to(self.device).eval()
+            model = CLIPModel.from_pretrained(self.model_path, dtype=self.dtype)
             self.tokenizer = CLIPTokenizer.from_pretrained(self.model_path)
             self.processor = CLIPImageProcessorPil.from_pretrained(self.model_path)
         except Exception as exc:  # noqa: BLE001
-            self.model = None
-            raise ModelUnavailable(
-                self.model_path,
-                f"{type(exc).__name__}: {exc}",
-                setting="MYTHRAGEN_CLIP_MODEL",
-                hint="Set MYTHRAGEN_CLIP_MODEL to a local CLIP folder in transformers format, "
-                "or run `python manage.py build_tiny_models`",
-            ) from exc
-        return self
+            raise self.unavailable(f"{type(exc).__name__}: {exc}", exc) from exc
+        self.model = model.to(self.device).eval()
 
     def image_features(self, images: Sequence, batch_size: int = 16) -> np.ndarray:
         """L2-normalised image embeddings, (N, D) float32."""
@@ -88,7 +94,7 @@ class ClipBackbone:
             batch = [im.convert("RGB") for im in images[i : i + batch_size]]
             pixels = self.processor(images=batch, return_tensors="pt")["pixel_values"]
             with torch.inference_mode():
-                emb = self.model.get_image_features(pixel_values=pixels.to(self.device))
+                emb = self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype))
             emb = getattr(emb, "pooler_output", emb)
             out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
@@ -122,12 +128,12 @@ class ClipBackbone:
         return int(self.model.config.projection_dim)
 
 
-def get_clip(model_path: str | Path, device: str = "cpu") -> ClipBackbone:
+def get_clip(model_path: str | Path, device: str = "cpu", precision: str = "auto") -> ClipBackbone:
     """Per-process registry: each CLIP backbone is loaded once."""
-    key = f"{model_path}|{device}"
+    key = f"{model_path}|{device}|{resolve_precision(precision, device)}"
     with _clip_lock:
         if key not in _clip_cache:
-            _clip_cache[key] = ClipBackbone(model_path, device)
+            _clip_cache[key] = ClipBackbone(model_path, device=device, precision=precision)
         return _clip_cache[key].load()
 
 

@@ -7,6 +7,10 @@ prompt and settings in a "parameters" text chunk in the AUTOMATIC1111 layout, wh
     <prompt> <lora:name:weight> ...
     Negative prompt: <negative prompt>
     Steps: 30, Sampler: DDIM, CFG scale: 7.5, Seed: 1, Size: 512x512, Model: ..., ...
+
+The JSON records the safety checker's verdict too (`safety_checker`: the checker's model id
+or "off: <reason>"; `flagged`: true/false, null when it did not run); the "parameters"
+text stays exactly what A1111 writes, so other tools read it as before.
 """
 
 from __future__ import annotations

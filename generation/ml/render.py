@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlcore.precision import resolve_precision
+from mlcore.role import ModelRole
+
 from ._common import (
     adapter_deleted_warning_silenced,
     multi_adapter_warning_silenced,
     numpy_copy_warning_silenced,
     quiet_ml_logs,
-    require_local_model,
-    torch_dtype,
 )
 from .errors import GenerationInputError, ModelUnavailable
 
@@ -112,67 +113,62 @@ def validate_render_inputs(
             raise GenerationInputError(f"LoRA {name!r} has no file")
 
 
-class ArtRenderer:
-    """A loaded StableDiffusionPipeline that swaps LoRA adapters between renders."""
+class ArtRenderer(ModelRole):
+    """A loaded StableDiffusionPipeline that swaps LoRA adapters between renders.
+
+    A `ModelRole`: "auto" precision is float16 on CUDA, float32 on CPU.
+    """
+
+    what = "Stable Diffusion base model"
+    cuda_precision = "float16"
 
     def __init__(
         self,
         base_model: str | Path,
-        device: str = "cpu",
-        dtype: str = "float32",
-        setting_name: str | None = None,
+        *,
+        device: str | None = "cpu",
+        precision: str = "auto",
+        setting: str | None = None,
         max_adapters: int = 8,
     ) -> None:
-        torch_dtype(dtype)  # validates the name early
-        self.base_model = str(base_model)
-        self.device = device
-        self.dtype = dtype
-        self.setting_name = setting_name
+        super().__init__(base_model, device=device, precision=precision, setting=setting)
         self.max_adapters = max_adapters
         self.pipe = None
-        self._lock = threading.RLock()
         self._adapters: OrderedDict[str, tuple[str, int]] = OrderedDict()  # name -> (path, mtime)
         self._schedulers: dict[str, Any] = {}
 
-    # ------------------------------------------------------------------ loading
     @property
-    def is_tiny(self) -> bool:
-        from .tiny import is_tiny_model
+    def base_model(self) -> str:
+        return self.model_id
 
-        return is_tiny_model(self.base_model)
+    # ------------------------------------------------------------------ loading
+    def _load(self) -> None:
+        """Load the pipeline; every failure is a ModelUnavailable naming the setting."""
+        self.check_local()
+        quiet_ml_logs()
+        from diffusers import StableDiffusionPipeline
 
-    def load(self):
-        """Load the pipeline once (idempotent); wrap every failure in ModelUnavailable."""
-        with self._lock:
-            if self.pipe is not None:
-                return self.pipe
-            require_local_model(self.base_model, self.setting_name)
-            quiet_ml_logs()
-            from diffusers import StableDiffusionPipeline
+        try:
+            pipe = StableDiffusionPipeline.from_pretrained(
+                self.model_id,
+                dtype=self.dtype,
+                # The safety check runs after rendering, on its own (generation.ml.safety),
+                # so that a flagged image is kept with its flag instead of blacked out.
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+            pipe.to(self.device)
+        except Exception as exc:  # noqa: BLE001 - one meaning for callers: model unusable
+            raise self.unavailable(f"{type(exc).__name__}: {exc}", exc) from exc
+        pipe.set_progress_bar_config(disable=True)
+        self._base_scheduler_config = pipe.scheduler.config
+        self.pipe = pipe
 
-            try:
-                pipe = StableDiffusionPipeline.from_pretrained(
-                    self.base_model,
-                    dtype=torch_dtype(self.dtype),
-                    safety_checker=None,
-                    feature_extractor=None,
-                    requires_safety_checker=False,
-                )
-                pipe.to(self.device)
-            except Exception as exc:  # noqa: BLE001 - one meaning for callers: model unusable
-                raise ModelUnavailable(
-                    self.base_model, f"{type(exc).__name__}: {exc}", setting=self.setting_name
-                ) from exc
-            pipe.set_progress_bar_config(disable=True)
-            self._base_scheduler_config = pipe.scheduler.config
-            self.pipe = pipe
-            return pipe
-
-    def unload(self) -> None:
-        with self._lock:
-            self.pipe = None
-            self._adapters.clear()
-            self._schedulers.clear()
+    def _unload(self) -> None:
+        self.pipe = None
+        self._adapters.clear()
+        self._schedulers.clear()
 
     # ------------------------------------------------------------------ adapters
     @property
@@ -191,7 +187,7 @@ class ArtRenderer:
         try:
             stamp = path.stat().st_mtime_ns
         except OSError as exc:
-            raise ModelUnavailable(str(path), f"LoRA file for {name!r} not found") from exc
+            raise ModelUnavailable("LoRA", str(path), f"no file for {name!r}", hint=None) from exc
         key = (str(path.resolve()), stamp)
         current = self._adapters.get(name)
         if current == key:
@@ -218,7 +214,7 @@ class ArtRenderer:
             with multi_adapter_warning_silenced():
                 self.pipe.load_lora_weights(str(path), adapter_name=name)
         except Exception as exc:  # noqa: BLE001
-            raise ModelUnavailable(str(path), f"cannot load LoRA {name!r}: {exc}") from exc
+            raise ModelUnavailable("LoRA", str(path), f"{name!r}: {exc}", hint=None) from exc
         self._adapters[name] = key
         return time.perf_counter() - t0
 
@@ -287,7 +283,7 @@ class ArtRenderer:
 
         with self._lock:
             t0 = time.perf_counter()
-            pipe = self.load()
+            pipe = self.load().pipe
             active, load_seconds = self._activate(loras)
             pipe.scheduler = self._scheduler(sampler)
 
@@ -325,16 +321,17 @@ _registry_lock = threading.Lock()
 def get_renderer(
     base_model: str | Path,
     device: str = "cpu",
-    dtype: str = "float32",
-    setting_name: str | None = None,
+    precision: str = "auto",
+    setting: str | None = None,
 ) -> ArtRenderer:
-    """The process-wide renderer for (base model, device, dtype): one pipeline per worker."""
-    key = (str(base_model), device, dtype)
+    """The process-wide renderer for (base model, device, precision): one pipeline per
+    worker."""
+    key = (str(base_model), device, resolve_precision(precision, device, cuda_default="float16"))
     with _registry_lock:
         renderer = _registry.get(key)
         if renderer is None:
             renderer = _registry[key] = ArtRenderer(
-                base_model, device=device, dtype=dtype, setting_name=setting_name
+                base_model, device=device, precision=precision, setting=setting
             )
         return renderer
 

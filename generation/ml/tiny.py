@@ -19,9 +19,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from mlcore.stand_in import is_tiny, write_marker
+
 from ._common import quiet_ml_logs
 
-TINY_MARKER = "MYTHRAGEN_TINY_MODEL.json"
 TINY_SEED = 0
 TEXT_MAX_LENGTH = 77
 
@@ -121,22 +122,6 @@ def write_tiny_tokenizer(out_dir: Path) -> Path:
     return out_dir
 
 
-def _marker(kind: str) -> dict:
-    return {
-        "tiny": True,
-        "kind": kind,
-        "note": "random weights: images are noise-like, for tests and the offline demo",
-    }
-
-
-def is_tiny_model(path: str | Path) -> bool:
-    """True when `path` is a folder written by `build_tiny_sd` / `build_tiny_clip`."""
-    try:
-        return (Path(path) / TINY_MARKER).is_file()
-    except (TypeError, OSError):
-        return False
-
-
 def _finish(tmp: Path, out_dir: Path) -> Path:
     """Move a fully written temp folder into place (readers never see a half-built model)."""
     if out_dir.exists():
@@ -151,7 +136,7 @@ def build_tiny_sd(out_dir: Path) -> Path:
     Idempotent: a folder that already carries the marker is returned as is.
     """
     out_dir = Path(out_dir)
-    if is_tiny_model(out_dir) and (out_dir / "model_index.json").is_file():
+    if is_tiny(out_dir) and (out_dir / "model_index.json").is_file():
         return out_dir
     import torch
     from diffusers import (
@@ -228,7 +213,7 @@ def build_tiny_sd(out_dir: Path) -> Path:
             requires_safety_checker=False,
         )
         pipe.save_pretrained(tmp / "model", safe_serialization=True)
-        (tmp / "model" / TINY_MARKER).write_text(json.dumps(_marker("stable-diffusion-1.5")))
+        write_marker(tmp / "model", "stable-diffusion-1.5")
         _finish(tmp / "model", out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -242,7 +227,7 @@ def build_tiny_clip(out_dir: Path) -> Path:
     PIL backend (`CLIPImageProcessorPil`): torchvision is not usable beside torch 2.13 CPU.
     """
     out_dir = Path(out_dir)
-    if is_tiny_model(out_dir) and (out_dir / "config.json").is_file():
+    if is_tiny(out_dir) and (out_dir / "config.json").is_file():
         return out_dir
     import torch
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
@@ -285,7 +270,79 @@ def build_tiny_clip(out_dir: Path) -> Path:
         model.save_pretrained(target, safe_serialization=True)
         tokenizer.save_pretrained(target)
         processor.save_pretrained(target)
-        (target / TINY_MARKER).write_text(json.dumps(_marker("clip")))
+        write_marker(target, "clip")
+        _finish(target, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+SAFETY_FLAGS = ("never", "always")
+
+
+def build_tiny_safety_checker(out_dir: Path, flags: str = "never") -> Path:
+    """Build (once) a tiny `StableDiffusionSafetyChecker` + PIL image processor.
+
+    A tiny CLIP vision tower with random concept embeddings. Its behaviour is chosen by
+    the thresholds, since random weights recognise nothing: `flags="never"` (thresholds
+    above any cosine: nothing is flagged; what `build_tiny_models` writes) or
+    `flags="always"` (thresholds below any cosine: every image is flagged), so tests
+    exercise both verdicts through the real class. The marker records which.
+    """
+    from mlcore.stand_in import stand_in_info
+
+    if flags not in SAFETY_FLAGS:
+        raise ValueError(f"flags must be one of {SAFETY_FLAGS}, not {flags!r}")
+    out_dir = Path(out_dir)
+    info = stand_in_info(out_dir)
+    if is_tiny(out_dir) and info.get("flags") == flags and (out_dir / "config.json").is_file():
+        return out_dir
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    quiet_ml_logs()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-safety-", dir=out_dir.parent))
+    try:
+        config = CLIPConfig(
+            # The checker uses only the vision tower; the text config must merely be valid.
+            text_config={
+                "hidden_size": 32,
+                "intermediate_size": 37,
+                "num_attention_heads": 4,
+                "num_hidden_layers": 1,
+                "vocab_size": 64,
+                "bos_token_id": 0,
+                "eos_token_id": 1,
+                "pad_token_id": 1,
+            },
+            vision_config={
+                "hidden_size": 32,
+                "intermediate_size": 37,
+                "num_attention_heads": 4,
+                "num_hidden_layers": 2,
+                "image_size": 32,
+                "patch_size": 8,
+            },
+            projection_dim=32,
+        )
+        torch.manual_seed(TINY_SEED + 4)
+        model = StableDiffusionSafetyChecker(config).eval()
+        threshold = 2.0 if flags == "never" else -2.0  # cosines lie in [-1, 1]
+        with torch.no_grad():
+            model.concept_embeds.copy_(torch.randn_like(model.concept_embeds))
+            model.special_care_embeds.copy_(torch.randn_like(model.special_care_embeds))
+            model.concept_embeds_weights.fill_(threshold)
+            model.special_care_embeds_weights.fill_(2.0)
+        processor = CLIPImageProcessorPil(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        )
+        target = tmp / "model"
+        model.save_pretrained(target, safe_serialization=True)
+        processor.save_pretrained(target)
+        write_marker(target, "safety-checker", flags=flags)
         _finish(target, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -6,57 +6,40 @@ import threading
 
 from PIL import Image
 
+from mlcore.precision import resolve_precision
+from mlcore.role import ModelRole
+
 from .errors import LabellingInputError
 from .loading import (
+    MODEL_WHAT,
     LoadedBlip2,
     check_batch_size,
-    check_dtype,
     check_images,
     load_blip2,
+    release_blip2,
 )
-from .tiny import is_tiny_model
 
 DEFAULT_CAPTION_MODEL_ID = "Salesforce/blip2-opt-2.7b"
 
 
-class Captioner:
+class Captioner(ModelRole):
     """Captions PIL images with a BLIP-2 checkpoint (hub id or local folder).
 
-    `load()` is lazy and idempotent; the loaded model is shared with `GenreVQA` for the
-    same (model id, device, dtype). Decoding is greedy (no sampling, one beam), so the
-    same image always gets the same caption, alone or in a batch.
+    A `ModelRole`: `load()` is lazy and idempotent; the loaded model is shared with
+    `GenreVQA` for the same (model id, device, precision). Decoding is greedy (no
+    sampling, one beam), so the same image always gets the same caption, alone or in a
+    batch.
     """
 
-    def __init__(
-        self,
-        model_id: str,
-        device: str = "cpu",
-        dtype: str = "float32",
-        setting_name: str | None = None,
-    ):
-        self.model_id = str(model_id)
-        self.device = device
-        self.dtype = check_dtype(dtype)
-        self.setting_name = setting_name
-        self._loaded: LoadedBlip2 | None = None
+    what = MODEL_WHAT
+    _shared: LoadedBlip2 | None = None
 
-    def __repr__(self) -> str:
-        return f"Captioner({self.model_id!r}, device={self.device!r}, dtype={self.dtype!r})"
+    def _load(self) -> None:
+        self._shared = load_blip2(self.model_id, self.device, self.precision, self.setting)
 
-    def load(self) -> Captioner:
-        """Load the model (once); raises `ModelUnavailable` when it cannot."""
-        if self._loaded is None:
-            self._loaded = load_blip2(self.model_id, self.device, self.dtype, self.setting_name)
-        return self
-
-    @property
-    def is_loaded(self) -> bool:
-        return self._loaded is not None
-
-    @property
-    def is_tiny(self) -> bool:
-        """True for a tiny random-weight model (its captions are meaningless)."""
-        return is_tiny_model(self.model_id)
+    def _unload(self) -> None:
+        self._shared = None
+        release_blip2(self.model_id, self.device, self.precision)
 
     def caption(
         self,
@@ -90,7 +73,7 @@ class Captioner:
     ) -> list[str]:
         import torch
 
-        loaded = self._loaded
+        loaded = self._shared
         model, tokenizer, config = loaded.model, loaded.tokenizer, loaded.model.config
         pixel_values = loaded.pixel_values(images)
         n = len(images)
@@ -128,17 +111,19 @@ _registry: dict[tuple[str, str, str], Captioner] = {}
 def get_captioner(
     model_id: str = DEFAULT_CAPTION_MODEL_ID,
     device: str = "cpu",
-    dtype: str = "float32",
-    setting_name: str | None = None,
+    precision: str = "auto",
+    setting: str | None = None,
 ) -> Captioner:
-    """The process-wide `Captioner` for (model id, device, dtype), created on first use.
+    """The process-wide `Captioner` for (model id, device, precision), made on first use.
 
     Not loaded yet: the first `caption()` (or an explicit `load()`) loads it.
     """
-    key = (str(model_id), str(device), dtype)
+    key = (str(model_id), str(device), resolve_precision(precision, str(device)))
     with _registry_lock:
         if key not in _registry:
-            _registry[key] = Captioner(model_id, device, dtype, setting_name)
+            _registry[key] = Captioner(
+                model_id, device=device, precision=precision, setting=setting
+            )
         return _registry[key]
 
 

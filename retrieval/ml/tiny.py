@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from retrieval.ml.embedders import TINY_MARKER
+from mlcore.stand_in import MARKER as TINY_MARKER
 
 TINY_SEED = 20240917
 TINY_IMAGE_SIZE = 32

@@ -29,7 +29,7 @@ def gen_settings(settings, tmp_path, tiny_models_dir, _torch_one_thread):
     settings.SD_MODEL = str(tiny_models_dir / "tiny-sd15")
     settings.CLIP_MODEL = str(tiny_models_dir / "tiny-clip")
     settings.ML_DEVICE = "cpu"
-    settings.GEN_DTYPE = "float32"
+    settings.SD_PRECISION = "float32"
     settings.LORA_DIR = tmp_path / "loras"
     settings.LORA_STEPS = 6
     settings.LORA_RESOLUTION = 64

@@ -246,7 +246,12 @@ def test_failure_is_recorded_and_retry_runs_a_new_job(indexed_demo, eager, user,
     from generation.ml.errors import ModelUnavailable
 
     def broken():
-        raise ModelUnavailable("/models/sd", "no such folder", setting="MYTHRAGEN_SD_MODEL")
+        raise ModelUnavailable(
+            "Stable Diffusion base model",
+            "/models/sd",
+            "no such folder",
+            setting="MYTHRAGEN_SD_MODEL",
+        )
 
     real = services.renderer_get
     monkeypatch.setattr(services, "renderer_get", broken)

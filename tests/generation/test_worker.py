@@ -63,7 +63,7 @@ def _worker_env(settings, **extra) -> dict[str, str]:
         "MYTHRAGEN_SD_MODEL": settings.SD_MODEL,
         "MYTHRAGEN_CLIP_MODEL": settings.CLIP_MODEL,
         "MYTHRAGEN_DEVICE": "cpu",
-        "MYTHRAGEN_GEN_DTYPE": "float32",
+        "MYTHRAGEN_SD_PRECISION": "float32",
         "MYTHRAGEN_LORA_DIR": str(settings.LORA_DIR),
         "MYTHRAGEN_LORA_RESOLUTION": "64",
         "MYTHRAGEN_LORA_RANK": "8",

@@ -277,7 +277,7 @@ def tiny_generation(settings, tmp_path, tiny_models_dir):
     """Tiny SD 1.5 twin, fast training, and the same settings for the worker processes."""
     settings.SD_MODEL = str(tiny_models_dir / "tiny-sd15")
     settings.CLIP_MODEL = str(tiny_models_dir / "tiny-clip")
-    settings.ML_DEVICE, settings.GEN_DTYPE = "cpu", "float32"
+    settings.ML_DEVICE, settings.SD_PRECISION = "cpu", "float32"
     settings.LORA_DIR = tmp_path / "loras"
     settings.LORA_STEPS, settings.LORA_CHECKPOINT_EVERY = 30, 5
     settings.LORA_RESOLUTION, settings.LORA_RANK, settings.LORA_OPTIMIZER = 64, 8, "adamw"
@@ -287,7 +287,7 @@ def tiny_generation(settings, tmp_path, tiny_models_dir):
         "MYTHRAGEN_SD_MODEL": settings.SD_MODEL,
         "MYTHRAGEN_CLIP_MODEL": settings.CLIP_MODEL,
         "MYTHRAGEN_DEVICE": "cpu",
-        "MYTHRAGEN_GEN_DTYPE": "float32",
+        "MYTHRAGEN_SD_PRECISION": "float32",
         "MYTHRAGEN_LORA_DIR": str(settings.LORA_DIR),
         "MYTHRAGEN_LORA_STEPS": 30,
         "MYTHRAGEN_LORA_CHECKPOINT_EVERY": 5,

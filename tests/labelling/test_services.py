@@ -47,7 +47,7 @@ def test_zero_shot_labels_every_unlabelled_artwork_with_probabilities(
         assert abs(sum(probs.values()) - 1) < 1e-4
         assert label.genre.name == max(probs, key=probs.get)
         assert label.confidence == pytest.approx(max(probs.values()), abs=1e-5)
-        assert "TINY" in label.note
+        assert "stand-in model" in label.note
         assert label.artwork.genre_id == label.genre_id and label.artwork.genre_source == "vqa"
 
 

@@ -147,3 +147,20 @@ def test_eval_retrieval_runs_the_image_only_ablation(blip2_indexed, tmp_path):
     assert ablation["genre"]["image_only"]["mAP@50"] < 0.9
     markdown = (tmp_path / "eval.md").read_text()
     assert "image-only mAP@50" in markdown
+
+
+def test_prompt_search_loads_the_text_half_only(client, blip2_indexed):
+    """A web process that serves prompts never loads BLIP-2's vision tower; the first image
+    search loads it, and the page says what that costs before anyone uploads."""
+    from retrieval.ml.embedders import clear_embedder_registry
+
+    clear_embedder_registry()  # a fresh web process
+    assert client.get("/api/search/", {"q": "a portrait"}).status_code == 200
+    embedder = services.embedder_get()
+    assert embedder.loaded and not embedder.vision_loaded
+    page = client.get("/search/").content.decode()
+    assert "vision tower" in page and "2 GB in bfloat16" in page
+    image = _image_of(Artwork.objects.exclude(image="").first())
+    response = client.post("/api/search/", {"image": _upload(image)})
+    assert response.status_code == 200
+    assert embedder.vision_loaded

@@ -34,7 +34,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         finally:
             bar.close()
-        tiny = " (TINY stand-in model: captions are random words)" if report.is_tiny else ""
+        tiny = (
+            " (stand-in model, random weights: captions are random words)" if report.is_tiny else ""
+        )
         self.stdout.write(
             f"Captioned {report.captioned} artworks with {report.model_id}{tiny}; "
             f"{report.without_image} without an image keep their title."

@@ -29,7 +29,7 @@ class Command(BaseCommand):
         if report["sample"] == 0:
             raise CommandError("No artwork has both an image and a WikiArt genre to test on.")
         if report["is_tiny"]:
-            self.stdout.write("NOTE: TINY stand-in model with random weights: expect chance level.")
+            self.stdout.write("NOTE: stand-in model with random weights: expect chance level.")
         self.stdout.write(report_markdown(report))
         if opts["out"]:
             opts["out"].write_text(json.dumps(report, indent=2))

@@ -45,7 +45,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         finally:
             bar.close()
-        tiny = " (TINY stand-in model: these labels are random)" if report.is_tiny else ""
+        tiny = (
+            " (stand-in model, random weights: these labels are random)" if report.is_tiny else ""
+        )
         self.stdout.write(
             f"Labelled {report.labelled} artworks with {report.model_id}{tiny} in "
             f"{report.seconds:.1f} s; {report.remaining} with an image still lack a genre; "

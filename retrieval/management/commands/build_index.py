@@ -39,7 +39,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         finally:
             bar.close()
-        tiny = " (TINY stand-in model)" if report.is_tiny else ""
+        tiny = " (stand-in model, random weights)" if report.is_tiny else ""
         self.stdout.write(
             self.style.SUCCESS(
                 f"Index {report.version}: {report.kind}, {report.n:,} vectors x {report.d}-d "

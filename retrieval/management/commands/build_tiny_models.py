@@ -1,9 +1,10 @@
 """python manage.py build_tiny_models [DIR]: tiny stand-ins for every model, built offline.
 
 Each is built from a config with the real classes (BLIP-2 retrieval, BLIP-2 OPT for
-captions/VQA, Stable Diffusion 1.5-shaped pipeline, CLIP), saved with save_pretrained
-and marked MYTHRAGEN_TINY_MODEL.json, so the real loading code reloads it from disk and
-the UI says a tiny model stands in. Random weights: outputs are not meaningful.
+captions/VQA, Stable Diffusion 1.5-shaped pipeline, CLIP, SD's safety checker), saved
+with save_pretrained and marked MYTHRAGEN_TINY_MODEL.json, so the real loading code
+reloads it from disk and the UI says a tiny model stands in. Random weights: outputs
+are not meaningful.
 """
 
 import importlib
@@ -28,6 +29,12 @@ TINY_MODELS = [
     ),
     ("tiny-sd15", "generation.ml.tiny", "build_tiny_sd", "MYTHRAGEN_SD_MODEL"),
     ("tiny-clip", "generation.ml.tiny", "build_tiny_clip", "MYTHRAGEN_CLIP_MODEL"),
+    (
+        "tiny-safety-checker",
+        "generation.ml.tiny",
+        "build_tiny_safety_checker",
+        "MYTHRAGEN_SAFETY_CHECKER_MODEL",
+    ),
 ]
 
 

@@ -32,7 +32,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         finally:
             bar.close()
-        tiny = " (TINY stand-in model: vectors are for tests/demo only)" if report.is_tiny else ""
+        tiny = (
+            " (stand-in model, random weights: vectors are for tests/demo only)"
+            if report.is_tiny
+            else ""
+        )
         self.stdout.write(
             f"Embedding space: {report.space}{tiny}\n"
             f"  artworks: {report.artworks:,}; up to date: {report.up_to_date:,}; "

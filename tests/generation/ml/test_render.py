@@ -158,7 +158,7 @@ def test_bad_inputs_raise_generation_input_error(tmp_path, change):
 
 
 def test_missing_model_raises_model_unavailable_naming_the_setting(tmp_path):
-    renderer = ArtRenderer(tmp_path / "missing", setting_name="MYTHRAGEN_SD_MODEL")
+    renderer = ArtRenderer(tmp_path / "missing", setting="MYTHRAGEN_SD_MODEL")
     with pytest.raises(ModelUnavailable) as info:
         renderer.load()
     message = str(info.value)
@@ -167,7 +167,7 @@ def test_missing_model_raises_model_unavailable_naming_the_setting(tmp_path):
     # A folder that exists but holds no pipeline fails inside from_pretrained: same error.
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelUnavailable, match="MYTHRAGEN_SD_MODEL"):
-        ArtRenderer(tmp_path / "empty", setting_name="MYTHRAGEN_SD_MODEL").load()
+        ArtRenderer(tmp_path / "empty", setting="MYTHRAGEN_SD_MODEL").load()
 
 
 def test_missing_lora_file_raises_model_unavailable(fresh, tmp_path):
@@ -179,5 +179,5 @@ def test_missing_lora_file_raises_model_unavailable(fresh, tmp_path):
 
 def test_registry_keeps_one_renderer_per_model_device_dtype(tiny_sd):
     assert get_renderer(tiny_sd) is get_renderer(str(tiny_sd), "cpu", "float32")
-    assert get_renderer(tiny_sd, dtype="bfloat16") is not get_renderer(tiny_sd)
+    assert get_renderer(tiny_sd, precision="bfloat16") is not get_renderer(tiny_sd)
     assert ArtRenderer(tiny_sd).is_tiny

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from generation.ml.tiny import TINY_MARKER, build_tiny_clip, build_tiny_sd, is_tiny_model
+from generation.ml.tiny import build_tiny_clip, build_tiny_sd
+from mlcore.stand_in import MARKER as TINY_MARKER
+from mlcore.stand_in import is_tiny
 
 
 def test_tiny_sd_reloads_from_disk_with_a_working_tokenizer(tiny_sd):
@@ -28,8 +30,8 @@ def test_tiny_sd_is_marked_and_idempotent(tiny_sd):
     stamp = (tiny_sd / "unet").stat().st_mtime_ns
     assert build_tiny_sd(tiny_sd) == tiny_sd
     assert (tiny_sd / "unet").stat().st_mtime_ns == stamp  # not rebuilt
-    assert is_tiny_model(tiny_sd)
-    assert not is_tiny_model(tiny_sd / "unet")
+    assert is_tiny(tiny_sd)
+    assert not is_tiny(tiny_sd / "unet")
 
 
 def test_tiny_clip_reloads_with_a_pil_image_processor(tiny_clip):
@@ -37,7 +39,7 @@ def test_tiny_clip_reloads_with_a_pil_image_processor(tiny_clip):
     from transformers import CLIPModel, CLIPTokenizer
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    assert build_tiny_clip(tiny_clip) == tiny_clip and is_tiny_model(tiny_clip)
+    assert build_tiny_clip(tiny_clip) == tiny_clip and is_tiny(tiny_clip)
     model = CLIPModel.from_pretrained(tiny_clip)
     tok = CLIPTokenizer.from_pretrained(tiny_clip)
     proc = CLIPImageProcessorPil.from_pretrained(tiny_clip)

@@ -8,6 +8,7 @@ from PIL import Image
 from labelling.ml.captioner import DEFAULT_CAPTION_MODEL_ID, Captioner, get_captioner
 from labelling.ml.errors import LabellingInputError, ModelUnavailable
 from labelling.ml.vqa import GenreVQA
+from mlcore.errors import ModelInputError
 
 
 @pytest.fixture(scope="module")
@@ -17,11 +18,11 @@ def captioner(tiny_blip2) -> Captioner:
 
 def test_construction_is_lazy_and_load_idempotent(tiny_blip2):
     captioner = Captioner(tiny_blip2)
-    assert not captioner.is_loaded
+    assert not captioner.loaded
     assert captioner.load() is captioner
-    loaded = captioner._loaded
+    loaded = captioner._shared
     captioner.load()
-    assert captioner._loaded is loaded
+    assert captioner._shared is loaded
     assert captioner.is_tiny
     assert not Captioner(DEFAULT_CAPTION_MODEL_ID).is_tiny  # no load, no network
 
@@ -75,29 +76,29 @@ def test_bad_input_raises(captioner, images_arg, kwargs):
         captioner.caption(images_arg, **kwargs)
 
 
-def test_bad_dtype_raises():
-    with pytest.raises(LabellingInputError, match="dtype"):
-        Captioner("whatever", dtype="float8")
+def test_bad_precision_raises():
+    with pytest.raises(ModelInputError, match="precision"):
+        Captioner("whatever", precision="float8")
 
 
 def test_bogus_model_path_names_the_path_and_setting(tmp_path):
     missing = tmp_path / "no-such-model"
-    captioner = Captioner(str(missing), setting_name="MYTHRAGEN_CAPTION_MODEL")
+    captioner = Captioner(str(missing), setting="MYTHRAGEN_CAPTION_MODEL")
     with pytest.raises(ModelUnavailable) as caught:
         captioner.caption([Image.new("RGB", (8, 8))])
     message = str(caught.value)
     assert str(missing) in message
     assert "MYTHRAGEN_CAPTION_MODEL" in message
-    assert caught.value.setting_name == "MYTHRAGEN_CAPTION_MODEL"
+    assert caught.value.setting == "MYTHRAGEN_CAPTION_MODEL"
     assert caught.value.__cause__ is not None
-    assert not captioner.is_loaded
+    assert not captioner.loaded
 
 
 def test_registry_and_model_sharing(tiny_blip2):
     first = get_captioner(tiny_blip2)
     assert get_captioner(tiny_blip2) is first
-    assert get_captioner(tiny_blip2, dtype="bfloat16") is not first
+    assert get_captioner(tiny_blip2, precision="bfloat16") is not first
     # Captioning and VQA on one checkpoint hold a single copy of the weights.
     vqa = GenreVQA(tiny_blip2).load()
     first.load()
-    assert first._loaded.model is vqa._loaded.model
+    assert first._shared.model is vqa._shared.model

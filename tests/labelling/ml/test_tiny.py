@@ -9,11 +9,11 @@ import pytest
 
 from labelling.ml.errors import LabellingInputError
 from labelling.ml.tiny import (
-    TINY_MARKER,
     WIKIART_GENRE_TEXTS,
     build_tiny_blip2_vqa,
-    is_tiny_model,
 )
+from mlcore.stand_in import MARKER as TINY_MARKER
+from mlcore.stand_in import is_tiny
 
 
 def test_marker_makes_is_tiny_true(tiny_blip2, tmp_path):
@@ -21,10 +21,10 @@ def test_marker_makes_is_tiny_true(tiny_blip2, tmp_path):
     assert marker["tiny"] is True
     assert marker["kind"] == "blip2-vqa"
     assert "meaningless" in marker["note"]
-    assert is_tiny_model(tiny_blip2)
-    assert is_tiny_model(Path(tiny_blip2))
-    assert not is_tiny_model(tmp_path)
-    assert not is_tiny_model("Salesforce/blip2-opt-2.7b")
+    assert is_tiny(tiny_blip2)
+    assert is_tiny(Path(tiny_blip2))
+    assert not is_tiny(tmp_path)
+    assert not is_tiny("Salesforce/blip2-opt-2.7b")
 
 
 def test_reloads_from_disk_with_real_classes(tiny_blip2):

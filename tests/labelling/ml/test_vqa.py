@@ -137,12 +137,12 @@ def test_empty_question_is_refused():
 
 def test_bogus_model_path_names_the_path_and_setting(tmp_path):
     missing = tmp_path / "no-such-model"
-    vqa = GenreVQA(str(missing), setting_name="MYTHRAGEN_VQA_MODEL")
+    vqa = GenreVQA(str(missing), setting="MYTHRAGEN_VQA_MODEL")
     with pytest.raises(ModelUnavailable, match="MYTHRAGEN_VQA_MODEL") as caught:
         vqa.score([Image.new("RGB", (8, 8))], ["portrait"])
     assert str(missing) in str(caught.value)
     assert "captioning/VQA model" in str(caught.value)
-    assert not vqa.is_loaded
+    assert not vqa.loaded
 
 
 def test_registry_returns_one_instance_per_configuration(tiny_blip2):

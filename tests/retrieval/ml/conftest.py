@@ -37,11 +37,11 @@ def tiny_blip2_dir(tmp_path_factory, _offline_single_thread) -> Path:
 def blip2(tiny_blip2_dir):
     from retrieval.ml.embedders import Blip2Embedder
 
-    return Blip2Embedder(str(tiny_blip2_dir), setting_name="MYTHRAGEN_RETRIEVAL_MODEL").load()
+    return Blip2Embedder(str(tiny_blip2_dir), setting="MYTHRAGEN_RETRIEVAL_MODEL").load()
 
 
 @pytest.fixture(scope="session")
 def minilm(_offline_single_thread):
     from retrieval.ml.embedders import MiniLMEmbedder
 
-    return MiniLMEmbedder(setting_name="MYTHRAGEN_TEXT_MODEL").load()
+    return MiniLMEmbedder(setting="MYTHRAGEN_TEXT_MODEL").load()

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from mlcore.stand_in import MARKER as TINY_MARKER
+from mlcore.stand_in import is_tiny
 from retrieval.ml.embedders import (
-    TINY_MARKER,
     Blip2Embedder,
-    is_tiny_model,
     max_token_scores,
     pool_tokens,
 )
@@ -26,9 +26,9 @@ def test_tiny_build_writes_a_marked_complete_model(tiny_blip2_dir):
     assert any(name.endswith(".safetensors") for name in names)
     marker = json.loads((tiny_blip2_dir / TINY_MARKER).read_text())
     assert marker["tiny"] is True and marker["kind"] == "blip2-retrieval"
-    assert is_tiny_model(tiny_blip2_dir)
-    assert not is_tiny_model(tiny_blip2_dir.parent)
-    assert not is_tiny_model("Salesforce/blip2-itm-vit-g")
+    assert is_tiny(tiny_blip2_dir)
+    assert not is_tiny(tiny_blip2_dir.parent)
+    assert not is_tiny("Salesforce/blip2-itm-vit-g")
 
 
 def test_tiny_build_is_idempotent(tiny_blip2_dir):
@@ -135,7 +135,7 @@ def test_bad_inputs_raise_embedder_error(blip2):
 
 def test_missing_folder_raises_model_unavailable_naming_the_setting(tmp_path):
     missing = tmp_path / "no-such-model"
-    embedder = Blip2Embedder(str(missing), setting_name="MYTHRAGEN_RETRIEVAL_MODEL")
+    embedder = Blip2Embedder(str(missing), setting="MYTHRAGEN_RETRIEVAL_MODEL")
     with pytest.raises(ModelUnavailable) as info:
         embedder.embed_texts(["a painting"])
     message = str(info.value)
@@ -144,7 +144,7 @@ def test_missing_folder_raises_model_unavailable_naming_the_setting(tmp_path):
 
 
 def test_hub_id_offline_raises_model_unavailable():
-    embedder = Blip2Embedder("nobody-here/no-such-blip2", setting_name="MYTHRAGEN_RETRIEVAL_MODEL")
+    embedder = Blip2Embedder("nobody-here/no-such-blip2", setting="MYTHRAGEN_RETRIEVAL_MODEL")
     with pytest.raises(ModelUnavailable) as info:
         embedder.load()
     message = str(info.value)

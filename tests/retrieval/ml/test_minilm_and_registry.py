@@ -48,7 +48,7 @@ def test_minilm_has_no_image_side(minilm):
 
 def test_minilm_bogus_path_names_path_and_setting(tmp_path):
     bogus = tmp_path / "minilm-missing"
-    embedder = MiniLMEmbedder(str(bogus), setting_name="MYTHRAGEN_TEXT_MODEL")
+    embedder = MiniLMEmbedder(str(bogus), setting="MYTHRAGEN_TEXT_MODEL")
     with pytest.raises(ModelUnavailable) as info:
         embedder.embed_texts(["x"])
     assert str(bogus) in str(info.value) and "MYTHRAGEN_TEXT_MODEL" in str(info.value)
