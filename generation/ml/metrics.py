@@ -68,7 +68,7 @@ class ClipBackbone(ModelRole):
             with contextlib.suppress(ValueError):
                 label = json.loads(config.read_text()).get("_name_or_path") or label
         info = self.stand_in
-        return f"{info['size']} stand-in clip ({self.model_path})" if info else label
+        return f"{info['size']}-clip ({self.model_path})" if info else label
 
     def _load(self) -> None:
         self.check_local()
