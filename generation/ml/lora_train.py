@@ -312,11 +312,15 @@ class _TrainingBase(ModelRole):
         self.check_local()
         src = self.model_id
         try:
+            # The dtype is explicit: without it transformers 5 and diffusers keep the
+            # stored one, and a float16 checkpoint (SD 1.5's published fp16 variant) would
+            # meet float32 LoRA layers ("expected m1 and m2 to have the same dtype").
+            dtype = self.dtype
             self.components = (
                 CLIPTokenizer.from_pretrained(src, subfolder="tokenizer"),
-                CLIPTextModel.from_pretrained(src, subfolder="text_encoder"),
-                AutoencoderKL.from_pretrained(src, subfolder="vae"),
-                UNet2DConditionModel.from_pretrained(src, subfolder="unet"),
+                CLIPTextModel.from_pretrained(src, subfolder="text_encoder", dtype=dtype),
+                AutoencoderKL.from_pretrained(src, subfolder="vae", dtype=dtype),
+                UNet2DConditionModel.from_pretrained(src, subfolder="unet", dtype=dtype),
                 DDPMScheduler.from_pretrained(src, subfolder="scheduler"),
             )
         except Exception as exc:  # noqa: BLE001 - every loader failure means the same here

@@ -289,3 +289,23 @@ def test_training_example_accepts_pil_images(tiny_sd, training_images, tmp_path)
         cache_dir=None,
     )
     assert result.optimizer_used == "adamw" and result.steps == 2
+
+
+def test_a_half_precision_checkpoint_trains_in_float32(tiny_sd, examples, tmp_path):
+    """SD 1.5 is published in float16 too; training must not keep the stored dtype (found by
+    the real-size tier: float16 base layers met float32 LoRA layers)."""
+    from diffusers import StableDiffusionPipeline
+
+    half = tmp_path / "sd-fp16"
+    StableDiffusionPipeline.from_pretrained(tiny_sd, dtype=torch.float16).save_pretrained(half)
+    with safe_open(str(half / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as fh:
+        assert fh.get_tensor(next(iter(fh.keys()))).dtype == torch.float16
+    result = train_lora(
+        half,
+        examples[:1],
+        tmp_path / "lora.safetensors",
+        fast_config(max_train_steps=2),
+        work_dir=tmp_path / "w",
+        cache_dir=None,
+    )
+    assert result.steps == 2 and result.final_loss == result.final_loss
