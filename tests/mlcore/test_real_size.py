@@ -81,7 +81,7 @@ def test_tied_weights_stay_tied_when_built_without_memory():
     import torch
     from torch import nn
 
-    from mlcore.real_size import _materialize, _parameters_on_meta
+    from mlcore.real_size.models import _materialize, _parameters_on_meta
 
     class Tied(nn.Module):
         def __init__(self):
@@ -158,6 +158,8 @@ def test_clip_vocab_comes_from_the_cache_without_pip(tmp_path, monkeypatch):
     import hashlib
     import zipfile
 
+    from mlcore.real_size import tokenizers
+
     # A wheel in the cache is used as is (no pip run); a file that is not CLIP's is refused.
     fake = gzip.compress(b"#version\na b\n")
     with zipfile.ZipFile(tmp_path / "open_clip_torch-0.0.0-py3-none-any.whl", "w") as wheel:
@@ -165,7 +167,7 @@ def test_clip_vocab_comes_from_the_cache_without_pip(tmp_path, monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
     with pytest.raises(real_size.RealSizeError, match="not the known CLIP vocabulary"):
         real_size.real_clip_vocab(tmp_path)
-    monkeypatch.setattr(real_size, "CLIP_BPE_SHA256", hashlib.sha256(fake).hexdigest())
+    monkeypatch.setattr(tokenizers, "CLIP_BPE_SHA256", hashlib.sha256(fake).hexdigest())
     path = real_size.real_clip_vocab(tmp_path)
     assert path.read_bytes() == fake
 
