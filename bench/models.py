@@ -11,9 +11,9 @@ weights). Each row prints the load time, the work done, and memory three ways:
   the page cache by every process on the host that maps the same files.
 * peak RSS: the most resident at any moment (`VmHWM`, both kinds).
 
-The BLIP-2 web row has its baseline beside it: the same process with both halves loaded
-(what `embedder_get()` did before: the vision tower too), so the saving is read off one
-run.
+The BLIP-2 web row has its baseline beside it: the same process as it was before this
+layer (`embedder_get()` loaded both halves, in float32, the only precision there was), so
+the saving is read off one run.
 
     .venv/bin/python bench/models.py --models /path/to/real-size        # every role
     .venv/bin/python bench/models.py --models DIR --role web-blip2 --json  # one role
@@ -112,7 +112,10 @@ def role_web_minilm(models: Path) -> dict:
 
 
 def _web_blip2(models: Path, *, images: bool) -> dict:
-    _django(models, MYTHRAGEN_EMBEDDER="blip2", MYTHRAGEN_EMBEDDER_PRECISION="bfloat16")
+    # The baseline is what a web process did before: both halves, in float32 (the only
+    # precision there was), converted from the checkpoint's bfloat16 into private memory.
+    precision = "float32" if images else "bfloat16"
+    _django(models, MYTHRAGEN_EMBEDDER="blip2", MYTHRAGEN_EMBEDDER_PRECISION=precision)
     from retrieval import services
 
     t0 = time.perf_counter()
@@ -129,7 +132,8 @@ def _web_blip2(models: Path, *, images: bool) -> dict:
         "load_s": load,
         "after_load": loaded,
         "after_work": work,
-        "work": "one prompt -> 256-d" + (" (vision tower loaded too)" if images else ""),
+        "work": "one prompt -> 256-d"
+        + (" (before: both halves, float32)" if images else " (text half, bfloat16)"),
         "checks": {
             "shape": list(vector.shape),
             "text_dtypes": sorted(dtypes),
