@@ -42,7 +42,7 @@ def test_filesystem_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
     for sub in ("queue", "processed", "control"):
         (broker_dir / sub).mkdir(parents=True)
     results.mkdir()
-    client = Celery(broker="filesystem://", backend=f"file://{results}")
+    client = Celery(broker="filesystem://", backend=f"file://{results}", set_as_current=False)
     client.conf.broker_transport_options = {
         "data_folder_in": str(broker_dir / "queue"),
         "data_folder_out": str(broker_dir / "queue"),
@@ -67,7 +67,7 @@ def test_filesystem_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
 @pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
 def test_redis_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
     url = "redis://127.0.0.1:6379/14"
-    client = Celery(broker=url, backend=url)
+    client = Celery(broker=url, backend=url, set_as_current=False)
     client.connection_for_write().default_channel.client.flushdb()
     summary = _run_import_through_worker(
         {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url},
@@ -88,7 +88,7 @@ def test_index_rebuild_job_runs_on_a_real_worker_with_progress(imported_demo, tm
     from tests.helpers import wait_for
 
     url = "redis://127.0.0.1:6379/13"
-    client = Celery(broker=url, backend=url)
+    client = Celery(broker=url, backend=url, set_as_current=False)
     client.connection_for_write().default_channel.client.flushdb()
     log = tmp_path / "worker.log"
     worker = start_worker(
