@@ -1,5 +1,14 @@
 # MythraGen: `make run` starts the app on its embedded default; `make test` runs the tests.
-PYTHON ?= python3.11
+# The first Python 3.11-3.13 found (3.11 first: the version every figure was measured on);
+# `make PYTHON=python3.13 run` picks one. An existing .venv is kept whatever made it.
+ifeq ($(origin PYTHON), undefined)
+PYTHON := $(shell for p in python3.11 python3.12 python3.13 python3; do \
+  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 14))' 2>/dev/null \
+  && { echo $$p; break; }; done)
+endif
+# torch's CPU wheels (a plain `pip install torch` on Linux pulls the multi-GB CUDA build);
+# empty: the package index pip is configured with.
+TORCH_INDEX ?=
 VENV := .venv
 STAMP := $(VENV)/.installed
 
@@ -20,9 +29,10 @@ install: $(STAMP)
 
 # torch first, from its CPU wheel: otherwise a dependency pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml
+	@test -d $(VENV) || test -n "$(PYTHON)" || { echo "Python 3.11, 3.12 or 3.13 is required (set PYTHON=...)"; exit 1; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(VENV)/bin/pip install -q -e '.[ml,dev]'
 	mkdir -p var
 	touch $(STAMP)

@@ -3,9 +3,12 @@
 The broker comes from CELERY_BROKER_URL: Redis in production; by default kombu's
 filesystem transport under var/broker, which needs no server (the embedded setup).
 
-Every worker also re-sends, every MYTHRAGEN_JOB_RESEND_SECONDS, the queued jobs whose
-message never reached the broker (it was down when they were requested, or a process died
-between recording a job and sending it): see `jobs.services.job_resend_unsent`.
+Every worker also looks after the jobs, at start and every MYTHRAGEN_JOB_RESEND_SECONDS
+(`jobs.services.jobs_maintain`): it resumes running jobs whose worker is gone (killed,
+crashed: their message died with it on the filesystem transport, and Redis returns it only
+after its visibility timeout), fails hung ones, and re-sends queued jobs whose message
+never reached the broker or whose wait is over. In the prefork pool this runs in the main
+process, beside the pool's child that runs tasks.
 """
 
 import logging
@@ -41,24 +44,28 @@ _ensure_local_folders()
 logger = logging.getLogger(__name__)
 
 
-def _resend_unsent_jobs(interval: float) -> None:
+def _maintain_jobs(interval: float) -> None:
     from django.db import connection
 
-    from jobs.services import job_resend_unsent
+    from jobs.services import jobs_maintain
 
     try:
-        count = job_resend_unsent(grace_seconds=interval)
-        if count:
-            logger.warning("re-sent %d job(s) that had not reached the task queue", count)
+        done = jobs_maintain(grace_seconds=interval)
+        if any(done.values()):
+            logger.warning(
+                "jobs: %(recovered)d resumed after losing their worker, %(stale)d failed "
+                "(stopped reporting), %(sent)d (re-)sent to the task queue",
+                done,
+            )
     except Exception:  # noqa: BLE001 - the database or broker may be down: next round
-        logger.exception("could not re-send unsent jobs")
+        logger.exception("could not look after the jobs")
     finally:
         connection.close()  # this thread's own connection; a fresh one next round
 
 
 @worker_ready.connect
-def _start_resending(**_kwargs) -> None:
-    """Run `job_resend_unsent` now and then every interval, beside the worker's tasks."""
+def _start_maintaining(**_kwargs) -> None:
+    """Run `jobs_maintain` now and then every interval, beside the worker's tasks."""
     from django.conf import settings
 
     interval = settings.JOBS_RESEND_SECONDS
@@ -68,7 +75,7 @@ def _start_resending(**_kwargs) -> None:
     def loop() -> None:
         while True:
             time.sleep(interval)
-            _resend_unsent_jobs(interval)
+            _maintain_jobs(interval)
 
-    _resend_unsent_jobs(interval)
-    threading.Thread(target=loop, name="mythragen-resend-jobs", daemon=True).start()
+    _maintain_jobs(interval)
+    threading.Thread(target=loop, name="mythragen-maintain-jobs", daemon=True).start()

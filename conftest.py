@@ -19,7 +19,23 @@ def _isolated_media(settings, tmp_path):
     """Every test writes media and indexes under its own temp folder, never into var/."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.RETRIEVAL_INDEX_DIR = tmp_path / "index"
+    settings.GENRE_MODEL_DIR = tmp_path / "genre-model"
     settings.RETRIEVAL_EMBEDDER = "minilm"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_lock_files_left():
+    """Named locks on SQLite are files beside the database (`jobs.locks`): remove the test
+    database's when the session ends (the database itself is gone by then)."""
+    yield
+    from django.conf import settings
+
+    from jobs.locks import lock_files
+
+    test_name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if connection.vendor == "sqlite" and test_name:
+        for path in lock_files(Path(test_name)):
+            path.unlink(missing_ok=True)
 
 
 @pytest.fixture(autouse=True)

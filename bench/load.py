@@ -79,7 +79,8 @@ def manage(env, *args):
 
 def prepare_database(args, work: Path, env: dict) -> None:
     """Build (or reuse) the database and index the server will use."""
-    built = (work / "index").exists()
+    # An index of this catalog: <index>/<catalog id>/<space>/CURRENT (older layouts: rebuild).
+    built = any((work / "index").glob("*/*/CURRENT"))
     if args.reuse_retrieval:
         if not built:
             sys.exit(f"{work} has no index: run bench/retrieval.py first, or drop the flag")
@@ -583,6 +584,9 @@ def main() -> None:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+        from config.pgserver import stop_server  # the embedded PostgreSQL stops too
+
+        stop_server(work / "pg")
 
 
 if __name__ == "__main__":

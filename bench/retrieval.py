@@ -243,4 +243,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        # The embedded PostgreSQL this run started (or reused) stops with it.
+        sys.path.insert(0, str(ROOT))
+        from config.pgserver import stop_server
+
+        stop_server(WORK / "pg")

@@ -1,6 +1,6 @@
 """REST API for the catalog (read-only here; writes go through labelling/generation)."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -20,8 +20,23 @@ class DetailSerializer(serializers.Serializer):
 # even be sent to PostgreSQL: it would be a 500, this makes it a 404).
 NAME_LOOKUP = r"[^/\x00-\x1f\x7f]+"
 
+
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+)
+class _ReasonField(serializers.JSONField):
+    """One sentence, or a list of them."""
+
+
+class RefusalSerializer(serializers.Serializer):
+    """A refusal: `detail` says why (a sentence or a list), and each refused field of the
+    request maps to its reasons (`config.openapi` adds that map to the schema)."""
+
+    detail = _ReasonField(required=False)
+
+
 # Refusals name the field (or "detail"/"non_field_errors") with a list of reasons.
-ERROR_400 = OpenApiResponse(description="Refused, with the reason per field.")
+ERROR_400 = OpenApiResponse(RefusalSerializer, description="Refused, with the reason per field.")
 
 
 class ArtworkFilterParamsSerializer(serializers.Serializer):
@@ -140,14 +155,44 @@ class ArtworkSerializer(serializers.ModelSerializer):
 
 
 class GenreLabelSerializer(serializers.ModelSerializer):
+    """One label of the history. `undone` (with `retracted_at`) marks a label an undone
+    bulk operation retracted, as the pages do: it stays in the history but no longer
+    counts. Model labels say what made them: `sources`, `model_versions`, `scores` (the
+    probability of every genre) and `source_scores` (each source's own)."""
+
     genre = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     user = serializers.CharField(
         source="user.username", read_only=True, default=None, allow_null=True
     )
+    undone = serializers.BooleanField(source="is_undone", read_only=True)
+    sources = serializers.ListField(child=serializers.CharField(), read_only=True)
+    model_versions = serializers.DictField(child=serializers.CharField(), read_only=True)
+    scores = serializers.DictField(child=serializers.FloatField(), read_only=True, allow_null=True)
+    source_scores = serializers.DictField(
+        child=serializers.DictField(child=serializers.FloatField()),
+        read_only=True,
+        allow_null=True,
+    )
 
     class Meta:
         model = GenreLabel
-        fields = ["id", "genre", "source", "confidence", "model_id", "user", "note", "created_at"]
+        fields = [
+            "id",
+            "genre",
+            "source",
+            "confidence",
+            "model_id",
+            "user",
+            "note",
+            "created_at",
+            "undone",
+            "retracted_at",
+            "batch_id",
+            "sources",
+            "model_versions",
+            "scores",
+            "source_scores",
+        ]
 
 
 class ArtworkViewSet(viewsets.ReadOnlyModelViewSet):

@@ -8,6 +8,7 @@ class CatalogConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
+        import config.openapi  # noqa: F401 (registers the schema's session + CSRF description)
         from catalog.models import Artist, Genre, Style
         from catalog.selectors import labels_changed
 

@@ -138,6 +138,22 @@ def artist_list() -> QuerySet[Artist]:
     return Artist.objects.annotate(artwork_count=Count("artworks")).order_by("name")
 
 
+def artist_label_ids(artist_id: int) -> tuple[set[int], set[int]]:
+    """The style ids and genre ids of one artist's works (the prompt parser checks that an
+    artist and a style it names together exist together), cached with the label snapshot
+    for up to LABELS_CACHE_SECONDS."""
+    key = f"catalog:artist-labels:{artist_id}"
+    pairs = cache.get(key)
+    if pairs is None:
+        pairs = list(
+            Artwork.objects.filter(artist_id=artist_id)
+            .values_list("style_id", "genre_id")
+            .distinct()
+        )
+        cache.set(key, pairs, LABELS_CACHE_SECONDS)
+    return {s for s, _g in pairs}, {g for _s, g in pairs if g is not None}
+
+
 def style_list() -> QuerySet[Style]:
     return Style.objects.annotate(artwork_count=Count("artworks")).order_by("name")
 
@@ -169,6 +185,52 @@ def catalog_counts() -> dict[str, int]:
         }
 
     return cache.get_or_set("catalog:counts", count, COUNTS_CACHE_SECONDS)
+
+
+# What an example prompt asks for in each genre (the words before "by <artist>").
+EXAMPLE_CONTENT = {
+    "landscape": "a quiet landscape at dusk",
+    "portrait": "a portrait of a musician",
+    "still_life": "a still life with pears and a jug",
+    "cityscape": "a cityscape of rooftops at night",
+    "abstract_painting": "an abstract composition in red and blue",
+    "religious_painting": "an annunciation",
+    "nude_painting": "a reclining figure",
+    "genre_painting": "a market day",
+    "sketch_and_study": "a study of hands",
+    "illustration": "a fairy tale scene",
+}
+
+
+def example_prompt() -> str:
+    """A prompt made of this catalog's own names (its best-represented artist, their most
+    common style and genre), for hints and placeholders: an example that names a painter
+    the catalog lacks would teach the wrong thing. Cached with the labels."""
+
+    def build() -> str:
+        top = (
+            Artwork.objects.values("artist_id")
+            .annotate(n=Count("id"))
+            .order_by("-n", "artist__name")
+            .first()
+        )
+        if top is None:
+            return "a harbour at dawn, impressionism"
+        artist = Artist.objects.get(pk=top["artist_id"])
+        works = Artwork.objects.filter(artist=artist)
+        style = works.values("style__name").annotate(n=Count("id")).order_by("-n", "style__name")
+        genre = (
+            works.exclude(genre=None)
+            .values("genre__name")
+            .annotate(n=Count("id"))
+            .order_by("-n", "genre__name")
+            .first()
+        )
+        content = EXAMPLE_CONTENT.get(genre["genre__name"] if genre else "", "a quiet scene")
+        style_name = style[0]["style__name"].replace("_", " ").lower() if style else ""
+        return f"{content} by {artist.name}" + (f", {style_name}" if style_name else "")
+
+    return cache.get_or_set("catalog:example-prompt", build, LABELS_CACHE_SECONDS)
 
 
 def catalog_has_synthetic() -> bool:

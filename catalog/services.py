@@ -38,6 +38,21 @@ _ARTWORK_FIELDS = (
     "artist_split",
     "is_synthetic",
 )
+# Fields a person may change (the admin): a re-import keeps a value a person changed.
+PERSON_FIELDS = ("title", "year", "artist_id", "style_id")
+
+
+@dataclass(frozen=True)
+class KeptChange:
+    """A field a person changed that a re-import left alone."""
+
+    path: str
+    field: str
+    kept: object
+    imported: object
+
+    def __str__(self) -> str:
+        return f"{self.path}: kept {self.field} {self.kept!r} (the import says {self.imported!r})"
 
 
 @dataclass
@@ -58,6 +73,7 @@ class ImportReport:
     labels_created: int = 0
     images_attached: int = 0
     images_failed: int = 0
+    kept: list[KeptChange] = field(default_factory=list)
     errors: list[wikiart.Problem] = field(default_factory=list)
     warnings: list[wikiart.Problem] = field(default_factory=list)
     seconds: float = 0.0
@@ -72,9 +88,17 @@ class ImportReport:
             f"genres: {self.genres}; genre labels created: {self.labels_created:,}",
             f"  images attached: {self.images_attached:,}; "
             f"unreadable images: {self.images_failed:,}",
+            f"  kept {len(self.kept):,} field(s) a person changed"
+            + (f" ({self._kept_by_field()})" if self.kept else ""),
             f"  skipped rows/files: {len(self.errors):,}; warnings: {len(self.warnings):,}",
             f"  time: {self.seconds:.1f} s",
         ]
+
+    def _kept_by_field(self) -> str:
+        counts: dict[str, int] = {}
+        for change in self.kept:
+            counts[change.field] = counts.get(change.field, 0) + 1
+        return ", ".join(f"{name}: {n:,}" for name, n in sorted(counts.items()))
 
 
 def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -125,14 +149,15 @@ def wikiart_import(
     paths = sorted(parsed)
     total = len(paths)
     existing = {
-        row[0]: row[1:] for row in Artwork.objects.values_list("path", "id", *_ARTWORK_FIELDS)
+        row[0]: row[1:]
+        for row in Artwork.objects.values_list("path", "id", *_ARTWORK_FIELDS, "imported")
     }
     latest_wikiart = _latest_wikiart_genres()
     done = 0
     for chunk in _batches(paths, batch_size):
         with transaction.atomic():
             created, updated, unchanged, labels = _artworks_write(
-                chunk, layout, parsed, artists, styles, genres, existing, latest_wikiart
+                chunk, layout, parsed, artists, styles, genres, existing, latest_wikiart, report
             )
             report.artworks_created += created
             report.artworks_updated += updated
@@ -205,8 +230,28 @@ def _latest_wikiart_genres() -> dict[int, int | None]:
     return latest
 
 
-def _artworks_write(chunk, layout, parsed, artists, styles, genres, existing, latest_wikiart):
-    created_objs, updates, unchanged = [], [], 0
+def _imported_ids(imported: dict, artists: dict[str, int], styles: dict[str, int]) -> dict:
+    """An artwork's `imported` record as values of PERSON_FIELDS (slug and name to ids);
+    fields it does not hold (artworks imported before it was kept) are left out."""
+    out = {}
+    if "title" in imported:
+        out["title"] = imported["title"]
+    if "year" in imported:
+        out["year"] = imported["year"]
+    if "artist" in imported:
+        out["artist_id"] = artists.get(imported["artist"], -1)
+    if "style" in imported:
+        out["style_id"] = styles.get(imported["style"], -1)
+    return out
+
+
+def _artworks_write(
+    chunk, layout, parsed, artists, styles, genres, existing, latest_wikiart, report=None
+):
+    """Create or update one batch of artworks. A field of PERSON_FIELDS whose value differs
+    from what the last import wrote (`Artwork.imported`) was changed by a person: it keeps
+    that value, and `report.kept` says so."""
+    created_objs, updates, unchanged, changed = [], [], 0, 0
     wanted_genre: dict[str, int | None] = {}
     for rel in chunk:
         rec, name = layout.records[rel], parsed[rel]
@@ -220,6 +265,12 @@ def _artworks_write(chunk, layout, parsed, artists, styles, genres, existing, la
             rec.artist_split,
             layout.synthetic,
         )
+        imported = {
+            "title": values[0],
+            "year": values[1],
+            "artist": name.artist_slug,
+            "style": rec.style,
+        }
         wanted_genre[rel] = genres[rec.genre] if rec.genre else None
         if rel not in existing:
             gid = wanted_genre[rel]
@@ -231,20 +282,33 @@ def _artworks_write(chunk, layout, parsed, artists, styles, genres, existing, la
                     genre_source=LabelSource.WIKIART if gid else "",
                     caption=name.title,
                     caption_source="title",
+                    imported=imported,
                 )
             )
-        elif tuple(existing[rel][1:]) != values:
-            obj = Artwork(
-                id=existing[rel][0], path=rel, **dict(zip(_ARTWORK_FIELDS, values, strict=True))
-            )
-            updates.append(obj)
-        else:
-            unchanged += 1
+            continue
+        current = dict(zip(_ARTWORK_FIELDS, existing[rel][1:-1], strict=True))
+        wanted = dict(zip(_ARTWORK_FIELDS, values, strict=True))
+        before = _imported_ids(existing[rel][-1] or {}, artists, styles)
+        for name_ in PERSON_FIELDS:
+            changed_by_person = name_ in before and current[name_] != before[name_]
+            if changed_by_person and current[name_] != wanted[name_]:
+                if report is not None:
+                    report.kept.append(
+                        KeptChange(rel, name_.removesuffix("_id"), current[name_], wanted[name_])
+                    )
+                wanted[name_] = current[name_]
+        if wanted != current or (existing[rel][-1] or {}) != imported:
+            # Also when only the record of what was imported is new (artworks imported
+            # before it was kept); those count as unchanged.
+            updates.append(Artwork(id=existing[rel][0], path=rel, imported=imported, **wanted))
+            existing[rel] = (existing[rel][0], *wanted.values(), imported)
+            changed += wanted != current
+        unchanged += wanted == current
     Artwork.objects.bulk_create(created_objs)
     if updates:
-        Artwork.objects.bulk_update(updates, _ARTWORK_FIELDS)
+        Artwork.objects.bulk_update(updates, [*_ARTWORK_FIELDS, "imported"])
     for obj in created_objs:
-        existing[obj.path] = (obj.id, *(getattr(obj, f) for f in _ARTWORK_FIELDS))
+        existing[obj.path] = (obj.id, *(getattr(obj, f) for f in _ARTWORK_FIELDS), obj.imported)
 
     labels, refresh = [], []
     new_paths = {o.path for o in created_objs}
@@ -264,7 +328,7 @@ def _artworks_write(chunk, layout, parsed, artists, styles, genres, existing, la
     GenreLabel.objects.bulk_create(labels)
     if refresh:
         artwork_genre_refresh(refresh)
-    return len(created_objs), len(updates), unchanged, len(labels)
+    return len(created_objs), changed, unchanged, len(labels)
 
 
 def _images_attach(chunk, images_root: Path, report: ImportReport) -> tuple[int, int]:

@@ -11,12 +11,14 @@ succeeds without restarting the web process.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import sys
 
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
+from django.utils.html import escape
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,11 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>MythraGen: temporarily unavailable</title>
 </head><body style="font-family: sans-serif; max-width: 40em; margin: 4em auto">
 <h1>Temporarily unavailable</h1><p>{message}</p><p><a href="">Reload</a></p></body></html>
+"""
+BAD_REQUEST_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>MythraGen: bad request</title>
+</head><body style="font-family: sans-serif; max-width: 40em; margin: 4em auto">
+<h1>Bad request</h1><p>{message}</p><p><a href="/">Home</a></p></body></html>
 """
 
 
@@ -86,3 +93,43 @@ def _remember_database_error(sender, request=None, **kwargs) -> None:
 
 
 got_request_exception.connect(_remember_database_error, dispatch_uid="mythragen-db-unavailable")
+
+
+def body_charset_problem(charset: str) -> str | None:
+    """Why a request's Content-Type charset cannot decode text (None: it can)."""
+    try:
+        info = codecs.lookup(charset)
+    except (LookupError, ValueError):
+        return f"unknown charset {charset!r}"
+    try:
+        # rot13 (str to str) and zlib_codec (bytes to bytes) are codecs, not text encodings;
+        # "undefined" and idna cannot decode with errors="replace", as Django decodes forms.
+        if not info._is_text_encoding or not isinstance(b"a=1".decode(charset, "replace"), str):
+            raise LookupError
+    except (LookupError, UnicodeError):
+        return f"charset {charset!r} cannot decode a request body"
+    return None
+
+
+class BodyCharsetMiddleware:
+    """A request whose Content-Type names a charset that cannot decode text is a 400.
+
+    Django takes the charset of a form post from its Content-Type and accepts any name
+    `codecs.lookup` knows, "rot13" and "zlib_codec" included; reading the form then raised
+    `LookupError`, a 500, on every page that reads `request.POST`. The API's parsers
+    refuse these themselves, but with this middleware no view ever sees one. An unknown
+    charset is refused too (Django silently ignored it and read the body as UTF-8).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        charset = getattr(request, "content_params", {}).get("charset")
+        problem = body_charset_problem(charset) if charset else None
+        if problem is None:
+            return self.get_response(request)
+        message = f"The request body cannot be read: {problem}. Send UTF-8."
+        if _wants_json(request):
+            return JsonResponse({"detail": message, "code": "unsupported_charset"}, status=400)
+        return HttpResponse(BAD_REQUEST_PAGE.format(message=escape(message)), status=400)

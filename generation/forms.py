@@ -2,7 +2,6 @@
 holds the rules (shared with the API and the command)."""
 
 from django import forms
-from django.conf import settings
 
 from catalog.models import Artist, Genre, Style
 from generation import services
@@ -14,7 +13,6 @@ class GenerationForm(forms.Form):
         widget=forms.Textarea(
             attrs={
                 "rows": 2,
-                "placeholder": "a harbour at dawn by Claude Monet, impressionism, landscape",
                 "autofocus": True,
             }
         ),
@@ -63,15 +61,22 @@ class GenerationForm(forms.Form):
         Genre.objects.all(), to_field_name="name", required=False, label="Only genre"
     )
 
+    allow_unknown_names = forms.BooleanField(
+        required=False,
+        label="Generate anyway: the artist + style LoRA is trained without that artist",
+    )
+
     FILTER_FIELDS = {"artist": "slug", "style": "name", "genre": "name"}
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, example: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["sampler"].choices = [(s, s) for s in services.samplers()]
-        self.fields["steps"].initial = settings.GEN_STEPS
-        self.fields["width"].initial = settings.GEN_SIZE
-        self.fields["height"].initial = settings.GEN_SIZE
-        self.fields["k"].initial = settings.GEN_K
+        # One source of defaults for the form, the API and the `generate` command.
+        for name, value in services.generation_defaults().items():
+            if name in self.fields:
+                self.fields[name].initial = value
+        if example:
+            self.fields["prompt"].widget.attrs["placeholder"] = example
 
     PARAM_FIELDS = ("seed", "steps", "guidance", "width", "height", "sampler", "k")
     PARAM_FIELDS += ("weight_artist_style", "weight_genre_style")
@@ -105,6 +110,7 @@ class GenerationForm(forms.Form):
             weight_genre_style=data["weight_genre_style"],
             filters=filters,
             with_baseline=bool(data.get("with_baseline")),
+            allow_unknown_names=bool(data.get("allow_unknown_names")),
         )
 
     def add_service_errors(self, errors: dict) -> None:

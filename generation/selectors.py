@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.db.models import Q, QuerySet, Sum
 
@@ -105,8 +107,82 @@ def generation_references(generation: Generation) -> dict[str, list[tuple[Artwor
     }
 
 
+SET_NAMES = {"artist_style": "Artist + style", "genre_style": "Genre + style"}
+
+
+def generation_reading(generation: Generation) -> dict:
+    """How the prompt was read, for the page: what the parser said (unknown names, dropped
+    contradictions), the evidence of each name, and each retrieval set whose attributes the
+    prompt did not name (an "artist + style" set with no artist is only a style set)."""
+    retrieval = generation.retrieval or {}
+    parsed = retrieval.get("parsed") or {}
+    notes = []
+    for kind, data in (retrieval.get("sets") or {}).items():
+        missing = data.get("missing") or []
+        if missing:
+            named = ", ".join(str(v).replace("_", " ") for v in data.get("attributes", {}).values())
+            notes.append(
+                f"{SET_NAMES.get(kind, kind)} set: the prompt names no {' or '.join(missing)}, "
+                + (
+                    f"so it holds the works closest to {named} and the prompt's words."
+                    if named
+                    else "so it holds the works closest to the whole prompt."
+                )
+            )
+    return {
+        "messages": parsed.get("messages") or [],
+        "evidence": parsed.get("evidence") or {},
+        "set_notes": notes,
+    }
+
+
+def generation_provenance_text(generation: Generation) -> str:
+    """The provenance record as people and tools read it: indented JSON."""
+    import json
+
+    return json.dumps(generation.provenance or {}, indent=2, ensure_ascii=False, sort_keys=False)
+
+
 def lora_cache_list() -> QuerySet[LoraCacheEntry]:
     return LoraCacheEntry.objects.all()
+
+
+def lora_visible(user) -> QuerySet[LoraCacheEntry]:
+    """The LoRAs `user` may list, read and download: staff all; others those of finished,
+    public results (the gallery's: not flagged) and of their own requests. A LoRA names
+    its artist and style, so a LoRA of another user's unfinished, failed or flagged
+    request would tell what they are generating."""
+    if user and user.is_authenticated and user.is_staff:
+        return lora_cache_list()
+    shown = Q(job__status=JobStatus.SUCCEEDED, image_flagged=False) & ~Q(image="")
+    if user and user.is_authenticated:
+        shown |= Q(user=user)
+    generations = Generation.objects.filter(shown)
+    return lora_cache_list().filter(
+        Q(pk__in=generations.values("lora_artist_style"))
+        | Q(pk__in=generations.values("lora_genre_style"))
+    )
+
+
+def generation_image_for(user, name: str) -> Generation | None:
+    """The generation whose image (or baseline) is the media file `name`, if `user` may
+    see that image; None otherwise (no such file, or not theirs to see).
+
+    The one rule for generation files: the owner and staff see them in any state; anyone
+    else once the generation is finished and public (`generation_visible`) and the image
+    is not withheld (`generation_withheld`: flagged by the safety checker). File names
+    start with the generation's id (`services._image_name`), so this is one lookup.
+    """
+    match = re.match(r"generations/(\d{1,18})-", name)
+    if not match:
+        return None
+    generation = generation_visible(user).filter(pk=int(match.group(1))).first()
+    if generation is None:
+        return None
+    for field in ("image", "baseline_image"):
+        if getattr(generation, field).name == name:
+            return None if field in generation_withheld(user, generation) else generation
+    return None
 
 
 def lora_cache_stats() -> dict:
@@ -122,13 +198,14 @@ def lora_cache_stats() -> dict:
 
 def model_status() -> dict:
     """Which base model renders, and whether it is a stand-in (the UI must say so)."""
+    from config.public import public_model_id
     from generation.services import safety_checker_state
     from mlcore.stand_in import stand_in_info
 
     info = stand_in_info(settings.SD_MODEL)
     safety = safety_checker_state()
     return {
-        "base_model": str(settings.SD_MODEL),
+        "base_model": public_model_id(settings.SD_MODEL),  # pages show no server path
         "is_tiny": info is not None,
         "stand_in": info["size"] if info else None,
         "safety_on": safety.on,

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from django.utils import timezone
 from catalog.filters import ArtworkFilter
 from catalog.models import Artwork
 from catalog.selectors import artwork_image_load
+from generation.ml.provenance import prompt_for_parameters
 from generation.models import Generation, LoraCacheEntry, LoraKind, LoraStatus
 from jobs import services as jobs
 from jobs.models import ACTIVE_STATUSES, Job, JobStatus
@@ -47,6 +48,7 @@ GENERATION_JOB = "generation"
 GENERATION_CODE_VERSION = "gen-1"
 # A task redelivered this many times for one phase (its worker died each time) gives up.
 MAX_PHASE_ATTEMPTS = 3
+# Without a job (a command) waiting for another's training polls this often.
 LORA_WAIT_POLL_SECONDS = 2.0
 HEARTBEAT_SECONDS = 5.0
 
@@ -129,6 +131,35 @@ class GenerationParams:
     weight_genre_style: float = 0.4
     filters: dict = field(default_factory=dict)
     with_baseline: bool = True
+    # A prompt naming an artist the catalog lacks is refused unless this is set: the
+    # artist + style LoRA would be trained with no artist (`prompt_unknown_artists`).
+    allow_unknown_names: bool = False
+
+
+def generation_defaults() -> dict:
+    """What an omitted request field becomes: the one source of the form's initial values,
+    the API's and the `generate` command's defaults (size, steps and k from the settings,
+    which `make run` writes to `.env` for the demo's tiny model)."""
+    defaults = {
+        f.name: f.default
+        for f in fields(GenerationParams)
+        if f.default is not MISSING and f.default is not None and f.name != "prompt"
+    }
+    defaults.update(
+        steps=settings.GEN_STEPS,
+        width=settings.GEN_SIZE,
+        height=settings.GEN_SIZE,
+        k=settings.GEN_K,
+    )
+    return defaults
+
+
+def prompt_unknown_artists(prompt: str) -> list[str]:
+    """What the prompt parser says about artists the prompt names and the catalog lacks
+    (or names ambiguously), one message each."""
+    from retrieval.selectors import prompt_parser
+
+    return [u.message for u in prompt_parser().parse(prompt).unknown if u.slot == "artist"]
 
 
 def _check_int(errors, name, value, lo, hi) -> None:
@@ -157,8 +188,9 @@ def sub_collection(filters: Mapping | None):
 def generation_params_check(params: GenerationParams) -> GenerationParams:
     """Fill defaults and validate every field; raise GenerationRequestError listing all errors."""
     errors: dict[str, list[str]] = {}
-    params.prompt = (params.prompt or "").strip()
-    params.negative_prompt = (params.negative_prompt or "").strip()
+    # Stored as the PNG's A1111 text gives it back (markers defused, same CLIP tokens).
+    params.prompt = prompt_for_parameters((params.prompt or "").strip())
+    params.negative_prompt = prompt_for_parameters((params.negative_prompt or "").strip())
     if params.seed is None:
         params.seed = int.from_bytes(os.urandom(4), "big")
     params.steps = settings.GEN_STEPS if params.steps is None else params.steps
@@ -193,6 +225,14 @@ def generation_params_check(params: GenerationParams) -> GenerationParams:
             errors["filters"] = ["no artwork with an image in this sub-collection"]
     except GenerationRequestError as exc:
         errors.update(exc.errors)
+    if "prompt" not in errors and not params.allow_unknown_names:
+        unknown = prompt_unknown_artists(params.prompt)
+        if unknown:
+            errors["prompt"] = [
+                *unknown,
+                "Name an artist of the catalog (or none), or generate anyway: the artist + "
+                "style LoRA is then trained without that artist.",
+            ]
     if errors:
         raise GenerationRequestError(errors)
     params.guidance = float(params.guidance)
@@ -202,7 +242,8 @@ def generation_params_check(params: GenerationParams) -> GenerationParams:
 
 
 def generation_sweep_stale() -> int:
-    """Mark generation jobs whose worker stopped reporting as failed (it crashed or was killed)."""
+    """Resume generation jobs whose worker is gone; mark the ones that stopped reporting
+    (a hung worker) as failed."""
     return jobs.job_fail_stale(settings.GEN_STALE_SECONDS, kinds=[GENERATION_JOB])
 
 
@@ -245,6 +286,7 @@ def generation_request(
     """
     params = generation_params_check(params)
     generation_sweep_stale()
+    generation_files_sweep()
     with transaction.atomic():
         _check_queue_limit(user)
         generation = Generation.objects.create(
@@ -285,6 +327,7 @@ def generation_params_of(generation: Generation) -> GenerationParams:
         weight_genre_style=generation.weight_genre_style,
         filters=dict(generation.filters),
         with_baseline=generation.with_baseline,
+        allow_unknown_names=True,  # its retrieval sets are pinned: no name is read again
     )
 
 
@@ -317,6 +360,7 @@ def generation_from_provenance(provenance: dict, user=None) -> Generation:
             weight_genre_style=float(provenance["weights"]["genre_style"]),
             filters=provenance.get("filters") or {},
             with_baseline=False,
+            allow_unknown_names=True,  # the retrieval sets are pinned
         )
         pinned = provenance["retrieval"]
     except (KeyError, TypeError, ValueError) as exc:
@@ -326,11 +370,38 @@ def generation_from_provenance(provenance: dict, user=None) -> Generation:
 
 def generation_cancel(generation: Generation) -> Generation:
     """Cancel a queued generation at once, a running one at its next step (training saves a
-    checkpoint first, so a retry loses nothing)."""
+    checkpoint first, so a retry loses nothing). A cancelled generation keeps no image."""
     if generation.job_id:
         jobs.job_cancel_request(generation.job)
     generation.refresh_from_db()
+    if generation.status == JobStatus.CANCELLED:
+        generation_files_discard(generation)
     return generation
+
+
+def generation_files_discard(generation: Generation) -> int:
+    """Delete the image files of a generation that did not finish (failed, cancelled, or a
+    render that stopped half-way) and forget them; how many files were deleted."""
+    deleted = 0
+    for image in (generation.image, generation.baseline_image):
+        if image.name and image.storage.exists(image.name):
+            image.storage.delete(image.name)
+            deleted += 1
+    if generation.image.name or generation.baseline_image.name:
+        Generation.objects.filter(pk=generation.pk).update(image="", baseline_image="")
+        generation.image.name = generation.baseline_image.name = ""
+    return deleted
+
+
+def generation_files_sweep() -> int:
+    """Delete the files of every failed or cancelled generation that still has some (its
+    worker died after writing them, before the job could say so); how many."""
+    leftover = (
+        Generation.objects.filter(job__status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
+        .exclude(image="", baseline_image="")
+        .select_related("job")
+    )
+    return sum(generation_files_discard(g) for g in leftover)
 
 
 def generation_retry(generation: Generation, user=None) -> Generation:
@@ -344,6 +415,7 @@ def generation_retry(generation: Generation, user=None) -> Generation:
         raise GenerationStateError("This generation is still queued or running.")
     if job is not None and job.status == JobStatus.SUCCEEDED:
         raise GenerationStateError("This generation succeeded; use re-run for a new one.")
+    generation_files_discard(generation)  # a half-finished render's files, if any
     with transaction.atomic():
         _check_queue_limit(generation.user)
         generation.phase = Generation.Phase.RETRIEVE
@@ -382,6 +454,7 @@ def retrieval_sets_build(prompt: str, k: int, filters: dict | None = None) -> di
     sets = {}
     for kind, slots in SET_SLOTS.items():
         present = [matched[s] for s in slots if s in matched]
+        missing = [s for s in slots if s not in matched]
         if present:
             query = ", ".join([*(_label_phrase(m.slot, m.name) for m in present), content]).strip(
                 ", "
@@ -396,12 +469,17 @@ def retrieval_sets_build(prompt: str, k: int, filters: dict | None = None) -> di
         sets[str(kind)] = {
             "query": query,
             "attributes": {m.slot: m.name for m in present},
+            # Said on the page: a set whose attributes the prompt does not name is not what
+            # its name promises ("artist + style" with no artist is a style set).
+            "missing": missing,
             "artworks": [[h.artwork.pk, round(float(h.score), 6)] for h in result.hits],
         }
     return {
         "parsed": {
             "content": content,
             "matches": {slot: m.name for slot, m in matched.items()},
+            "evidence": {m.slot: m.evidence for m in matched.values()},
+            "messages": parsed.messages if parsed else [],
         },
         "index_version": base.index_version,
         "model_id": base.model_id,
@@ -540,22 +618,45 @@ def lora_is_ready(entry: LoraCacheEntry) -> bool:
         return False
     if lora_path(entry).is_file():
         return True
-    LoraCacheEntry.objects.filter(pk=entry.pk).update(status=LoraStatus.EVICTED, size_bytes=0)
+    lora_evict(entry)  # its exports go with it
     return False
 
 
+class LoraBusy(Exception):
+    """Another job is training this LoRA (its claim is alive)."""
+
+    def __init__(self, entry: LoraCacheEntry) -> None:
+        self.entry = entry
+        super().__init__(
+            f"waiting for LoRA {entry.key[:12]} (being trained by job #{entry.training_job_id})"
+        )
+
+
 def _lora_claim(entry: LoraCacheEntry, job_id: int | None) -> bool:
-    """Take the right to train `entry`: free, failed, evicted, ours, or a stale claim."""
+    """Take the right to train `entry`: free, failed, evicted, ours, a stale claim, or the
+    claim of a job that is over (cancelled or failed while its worker was gone)."""
     now = timezone.now()
     stale = now - timezone.timedelta(seconds=settings.GEN_STALE_SECONDS)
     free = Q(status__in=[LoraStatus.PENDING, LoraStatus.FAILED, LoraStatus.EVICTED])
     ours_or_stale = Q(status=LoraStatus.TRAINING) & (
-        Q(training_job_id=job_id) | Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)
+        Q(training_job_id=job_id)
+        | Q(heartbeat_at__lt=stale)
+        | Q(heartbeat_at__isnull=True)
+        | Q(training_job__status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED])
     )
     return bool(
         LoraCacheEntry.objects.filter(pk=entry.pk)
         .filter(free | ours_or_stale)
         .update(status=LoraStatus.TRAINING, training_job_id=job_id, heartbeat_at=now, error="")
+    )
+
+
+def _lora_claimable(entry: LoraCacheEntry) -> bool:
+    """Whether nobody holds a live training claim on `entry` now."""
+    entry.refresh_from_db()
+    return entry.status != LoraStatus.TRAINING or (
+        entry.training_job_id is not None
+        and not Job.objects.filter(pk=entry.training_job_id, status__in=ACTIVE_STATUSES).exists()
     )
 
 
@@ -649,6 +750,7 @@ def lora_train(
     job_id: int | None,
     report: Report | None = None,
     stage: str = "training",
+    wait: bool = True,
 ) -> LoraCacheEntry:
     """Train the LoRA of a cache entry unless it is ready (or being trained by another job).
 
@@ -656,6 +758,9 @@ def lora_train(
     embeddings are cached in `LORA_DIR/features`, shared by every LoRA. Cancellation (the
     reporter raises `JobCancelled`) saves a checkpoint first. Raises `JobCancelled` or the
     training error; a failure marks the entry failed, so the next request retrains it.
+    When another job is training it: waits for it, or with `wait=False` raises `LoraBusy`
+    at once (a job then waits in the queue, see `generation_train`). However training
+    ends, the jobs waiting for this LoRA are sent again at once.
     """
     from generation.ml.errors import TrainingCancelled
     from generation.ml.lora_train import LoraTrainingConfig, TrainingExample, train_lora
@@ -668,11 +773,9 @@ def lora_train(
         if _lora_claim(entry, job_id):
             break
         entry.refresh_from_db()
-        report(
-            0,
-            0,
-            f"waiting for LoRA {entry.key[:12]} (being trained by job #{entry.training_job_id})",
-        )
+        if not wait:
+            raise LoraBusy(entry)
+        report(0, 0, str(LoraBusy(entry)))
         time.sleep(LORA_WAIT_POLL_SECONDS)
 
     cancelled = False
@@ -730,11 +833,13 @@ def lora_train(
         LoraCacheEntry.objects.filter(pk=entry.pk).update(
             status=LoraStatus.PENDING, training_job=None, heartbeat_at=None
         )
+        _lora_waiters_wake(entry)  # one of them trains it now, from the checkpoint
         raise jobs.JobCancelled(str(exc)) from exc
     except BaseException as exc:
         LoraCacheEntry.objects.filter(pk=entry.pk).update(
             status=LoraStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:5000], heartbeat_at=None
         )
+        _lora_waiters_wake(entry)
         raise
     finally:
         loading.stop()
@@ -751,9 +856,25 @@ def lora_train(
         error="",
     )
     shutil.rmtree(lora_dir() / "work" / entry.key, ignore_errors=True)  # checkpoints done
+    _lora_waiters_wake(entry)
     entry.refresh_from_db()
     lora_cache_evict()
     return entry
+
+
+def _lora_waiters_wake(entry: LoraCacheEntry) -> int:
+    """Send at once the generations waiting in the queue for this LoRA's training."""
+    try:
+        waiting = Generation.objects.filter(
+            Q(lora_artist_style=entry) | Q(lora_genre_style=entry),
+            phase=Generation.Phase.TRAIN,
+            job__status=JobStatus.QUEUED,
+            job__wait_until__isnull=False,
+        ).values_list("job_id", flat=True)
+        return jobs.job_wake(list(waiting))
+    except Exception:  # noqa: BLE001 - never mask training's outcome: they wake by time too
+        logger.exception("could not wake the jobs waiting for LoRA %s", entry.key[:12])
+        return 0
 
 
 def lora_use(entries: list[LoraCacheEntry]) -> None:
@@ -763,13 +884,24 @@ def lora_use(entries: list[LoraCacheEntry]) -> None:
     )
 
 
+def lora_export_paths(entry: LoraCacheEntry) -> list[Path]:
+    """The entry's export files on disk (diffusers and kohya downloads)."""
+    return sorted((lora_dir() / "exports").glob(f"{entry.key}-*.safetensors"))
+
+
+def lora_disk_bytes(entry: LoraCacheEntry) -> int:
+    """What the entry takes on disk: its file and its exports (counted in the budget)."""
+    files = [lora_path(entry), *lora_export_paths(entry)]
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
 def lora_evict(entry: LoraCacheEntry) -> int:
-    """Delete an entry's file (and any checkpoints); the row stays, marked evicted."""
+    """Delete an entry's file, exports and any checkpoints; the row stays, marked evicted."""
     freed = 0
-    path = lora_path(entry)
-    if path.is_file():
-        freed = path.stat().st_size
-        path.unlink()
+    for path in [lora_path(entry), *lora_export_paths(entry)]:
+        if path.is_file():
+            freed += path.stat().st_size
+            path.unlink(missing_ok=True)
     shutil.rmtree(lora_dir() / "work" / entry.key, ignore_errors=True)
     LoraCacheEntry.objects.filter(pk=entry.pk).update(status=LoraStatus.EVICTED, size_bytes=0)
     return freed
@@ -791,11 +923,12 @@ def lora_cache_size() -> int:
     )
 
 
-def lora_cache_evict(budget_bytes: int | None = None) -> EvictReport:
+def lora_cache_evict(budget_bytes: int | None = None, *, keep=()) -> EvictReport:
     """Evict least-recently-used LoRAs until the cache fits the budget.
 
     `budget_bytes=None` uses MYTHRAGEN_LORA_CACHE_BUDGET_MB (0 there means no limit).
-    LoRAs of queued or running generations are never evicted.
+    LoRAs of queued or running generations are never evicted, nor those in `keep` (ids).
+    Sizes count each LoRA's exports too (`lora_disk_bytes`).
     """
     if budget_bytes is None:
         budget_bytes = settings.LORA_CACHE_BUDGET_MB * 1024 * 1024
@@ -805,8 +938,10 @@ def lora_cache_evict(budget_bytes: int | None = None) -> EvictReport:
     before = total = lora_cache_size()
     report = EvictReport(budget_bytes, before, before)
     active = Generation.objects.filter(job__status__in=ACTIVE_STATUSES)
-    in_use = set(active.values_list("lora_artist_style_id", flat=True)) | set(
-        active.values_list("lora_genre_style_id", flat=True)
+    in_use = (
+        set(active.values_list("lora_artist_style_id", flat=True))
+        | set(active.values_list("lora_genre_style_id", flat=True))
+        | set(keep)
     )
     candidates = LoraCacheEntry.objects.filter(status=LoraStatus.READY).order_by(
         F("last_used_at").asc(nulls_first=True), "created_at"
@@ -824,8 +959,37 @@ def lora_cache_evict(budget_bytes: int | None = None) -> EvictReport:
     return report
 
 
+def lora_public_name(entry: LoraCacheEntry) -> str:
+    """The LoRA's name outside MythraGen: the stem of its kohya download, its kohya
+    `ss_output_name`, and the name in `<lora:NAME:W>` of every PNG it rendered."""
+    return f"mythragen-{entry.kind}-{entry.key[:12]}"
+
+
+def lora_download_name(entry: LoraCacheEntry, fmt: str) -> str:
+    """The download's file name: `<public name>.safetensors` for kohya (what A1111 and
+    ComfyUI load, so the PNG's tags resolve), `<public name>-diffusers.safetensors`."""
+    suffix = "" if fmt == "kohya" else f"-{fmt}"
+    return f"{lora_public_name(entry)}{suffix}.safetensors"
+
+
+def _export_current(out: Path, source: Path, fmt: str, name: str) -> bool:
+    if not out.is_file() or out.stat().st_mtime < source.stat().st_mtime:
+        return False
+    if fmt != "kohya":
+        return True
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as f:  # the header only
+        meta = f.metadata() or {}
+    return meta.get("ss_output_name") == name and bool(meta.get("sshs_model_hash"))
+
+
 def lora_export(entry: LoraCacheEntry, fmt: str) -> Path:
-    """The LoRA as a file other tools load: "diffusers" or "kohya" (A1111/ComfyUI names)."""
+    """The LoRA as a file other tools load: "diffusers" or "kohya" (A1111/ComfyUI names).
+
+    Exports are cached beside the LoRA, count toward the cache budget (the entry's
+    `size_bytes` is its file plus its exports) and are deleted with it.
+    """
     from generation.ml.lora_train import export_lora
 
     if not lora_is_ready(entry):
@@ -834,36 +998,73 @@ def lora_export(entry: LoraCacheEntry, fmt: str) -> Path:
         raise GenerationRequestError({"as": ["use diffusers or kohya"]})
     out = lora_dir() / "exports" / f"{entry.key}-{fmt}.safetensors"
     source = lora_path(entry)
-    if not out.is_file() or out.stat().st_mtime < source.stat().st_mtime:
-        export_lora(source, fmt, out)
+    name = lora_public_name(entry)
+    if not _export_current(out, source, fmt, name):
+        export_lora(source, fmt, out, name=name)
+        LoraCacheEntry.objects.filter(pk=entry.pk, status=LoraStatus.READY).update(
+            size_bytes=lora_disk_bytes(entry)
+        )
+        lora_cache_evict(keep={entry.pk})
     return out
+
+
+def lora_kohya_hash(entry: LoraCacheEntry) -> str:
+    """A1111's short hash (12 hex, "AutoV3") of the LoRA's kohya download, as its PNGs'
+    "Lora hashes" give it; the full hash is the file's `sshs_model_hash`."""
+    from safetensors import safe_open
+
+    from generation.ml.provenance import lora_short_hash
+
+    with safe_open(str(lora_export(entry, "kohya")), framework="pt") as f:
+        return lora_short_hash((f.metadata() or {})["sshs_model_hash"])
+
+
+_MODEL_HASHES: dict[str, str | None] = {}
+
+
+def base_model_hash() -> str | None:
+    """A1111's `Model hash` of the base model (see generation.ml.provenance.model_hash),
+    once per process and version of its files; None when its files cannot be found."""
+    from generation.ml.provenance import model_hash
+
+    fingerprint = base_model_fingerprint()
+    if fingerprint not in _MODEL_HASHES:
+        path = Path(str(settings.SD_MODEL))
+        if not path.exists():
+            try:  # a hub id: its snapshot in the local cache, if there is one
+                from huggingface_hub import snapshot_download
+
+                path = Path(snapshot_download(str(settings.SD_MODEL), local_files_only=True))
+            except Exception:  # noqa: BLE001 - no local copy: no hash, nothing else lost
+                path = None
+        _MODEL_HASHES[fingerprint] = model_hash(path) if path else None
+    return _MODEL_HASHES[fingerprint]
 
 
 # --------------------------------------------------------------------------- the job's phases
 
 
-def generation_phase_begin(
-    generation_id: int, job_id: int, phase: str, *, first_delivery: bool = False
-) -> bool:
-    """Whether a (possibly redelivered) task should run `phase` of this job now.
-
-    No: the generation moved to another job (retried), the job is finished, or the phase is
-    already done. No, too, when the broker hands a message out for the `first_delivery`
-    but the job is already running: it is a second copy (a hand-over re-sent after a
-    crash) of the message a live worker is running. A redelivered message (its worker
-    died) takes the running job over. A phase started `MAX_PHASE_ATTEMPTS` times (its
-    worker died every time) fails the job with that reason.
-    """
+def generation_phase_due(generation_id: int, job_id: int, phase: str) -> bool:
+    """Whether a task for `phase` of this job has anything to do: not when the generation
+    moved to another job (retried), the job is finished, or the phase is already done.
+    Writes nothing (the claim in `jobs.services.job_running` decides who runs it)."""
     generation = Generation.objects.select_related("job").filter(pk=generation_id).first()
     if generation is None or generation.job_id != job_id or generation.phase != phase:
         return False
-    if generation.job.status not in ACTIVE_STATUSES:
-        return False
-    if not jobs.job_claim(job_id) and first_delivery:
-        logger.info("Job #%s: %s is already running elsewhere; dropping a copy", job_id, phase)
+    return generation.job.status in ACTIVE_STATUSES
+
+
+def generation_phase_begin(generation_id: int, job_id: int, phase: str) -> bool:
+    """Start `phase` of a claimed job: whether to run it now.
+
+    No when it is not due (`generation_phase_due`). A phase started `MAX_PHASE_ATTEMPTS`
+    times (its worker died every time) fails the job with that reason.
+    """
+    if not generation_phase_due(generation_id, job_id, phase):
         return False
     Generation.objects.filter(pk=generation_id).update(phase_attempts=F("phase_attempts") + 1)
-    if generation.phase_attempts + 1 > MAX_PHASE_ATTEMPTS:
+    attempts = Generation.objects.values_list("phase_attempts", flat=True).get(pk=generation_id)
+    if attempts > MAX_PHASE_ATTEMPTS:
         jobs.job_fail(
             job_id,
             f"Gave up on the {phase} step after {MAX_PHASE_ATTEMPTS} attempts: its worker "
@@ -933,26 +1134,44 @@ def generation_prepare(generation_id: int, report: Report) -> str:
     return Generation.Phase.RENDER
 
 
-def generation_train(generation_id: int, report: Report) -> list[str]:
-    """Phase 2: train the missing LoRAs of the generation, then hand over to rendering."""
+def generation_train(generation_id: int, report: Report) -> dict:
+    """Phase 2: train the missing LoRAs of the generation, then hand over to rendering.
+
+    A LoRA that another job is training is not waited for here: the job goes back to the
+    queue (`jobs.services.job_defer`), freeing this worker, and is sent again when that
+    training ends (`_lora_waiters_wake`) or after GEN_LORA_WAIT_SECONDS at the latest.
+    """
     generation = Generation.objects.select_related(
         "job", "lora_artist_style", "lora_genre_style"
     ).get(pk=generation_id)
     todo = [e for e, w in _entries(generation) if w != 0 and not lora_is_ready(e)]
     for n, entry in enumerate(todo, start=1):
-        lora_train(
-            entry,
-            job_id=generation.job_id,
-            report=report,
-            stage=f"training {n}/{len(todo)} ({entry.get_kind_display()})",
-        )
+        try:
+            lora_train(
+                entry,
+                job_id=generation.job_id,
+                report=report,
+                stage=f"training {n}/{len(todo)} ({entry.get_kind_display()})",
+                wait=False,
+            )
+        except LoraBusy as busy:
+            # Waiting is no failed attempt: the phase starts afresh when it is sent again.
+            Generation.objects.filter(pk=generation_id).update(phase_attempts=0)
+            jobs.job_defer(generation.job_id, str(busy), settings.GEN_LORA_WAIT_SECONDS)
+            if lora_is_ready(entry) or _lora_claimable(entry):
+                _lora_waiters_wake(entry)  # it ended while we deferred: go again now
+            return {"waiting_for": entry.key}
     _hand_over(generation, Generation.Phase.RENDER, "queued for rendering")
-    return [e.key for e in todo]
+    return {"trained": [e.key for e in todo]}
 
 
 def _save_png(field_file, name: str, image, provenance: dict) -> None:
     from generation.ml.provenance import write_png
 
+    # A file left by an attempt that died before recording it: replace, never orphan it.
+    target = field_file.field.generate_filename(field_file.instance, name)
+    if field_file.storage.exists(target):
+        field_file.storage.delete(target)
     with tempfile.TemporaryDirectory(prefix="mythragen-png-") as tmp:
         path = write_png(image, Path(tmp) / "image.png", provenance)
         with open(path, "rb") as fh:
@@ -962,50 +1181,76 @@ def _save_png(field_file, name: str, image, provenance: dict) -> None:
 def provenance_build(
     generation: Generation, loras: list[tuple[LoraCacheEntry, float]], **extra
 ) -> dict:
-    """Everything needed to re-run an image exactly (stored in the DB and the PNG)."""
+    """Everything needed to re-run an image exactly (stored in the DB and the PNG).
+
+    Public: it is shown with the image and written into its PNG, so server paths read as
+    their last component (`config.public.scrub`). LoRAs carry the name and hash of their
+    kohya download (`lora_public_name`, `lora_kohya_hash`), the model its A1111 hash, so
+    A1111 and ComfyUI resolve what the PNG's "parameters" name.
+    """
+    from config.public import scrub
+
     retrieval = generation.retrieval or {}
-    return {
-        "mythragen": 1,
-        "generation_id": generation.pk,
-        "prompt": generation.prompt,
-        "negative_prompt": generation.negative_prompt,
-        "seed": generation.seed,
-        "sampler": generation.sampler,
-        "steps": generation.steps,
-        "guidance": generation.guidance,
-        "width": generation.width,
-        "height": generation.height,
-        "k": generation.k,
-        "weights": {
-            "artist_style": generation.weight_artist_style,
-            "genre_style": generation.weight_genre_style,
-        },
-        "filters": generation.filters,
-        "base_model": str(settings.SD_MODEL),
-        "base_model_fingerprint": base_model_fingerprint(),
-        "loras": [
-            {
-                "name": entry.adapter_name,
-                "key": entry.key,
-                "kind": entry.kind,
-                "label": entry.label,
-                "weight": weight,
-            }
-            for entry, weight in loras
-        ],
-        "retrieved": {
-            kind: [{"artwork_id": a, "score": s} for a, s in data["artworks"]]
-            for kind, data in (retrieval.get("sets") or {}).items()
-        },
-        "retrieval": retrieval,
-        "code_version": code_version(),
-        "created_at": timezone.now().isoformat(),
-        **extra,
-    }
+    return scrub(
+        {
+            "mythragen": 1,
+            "generation_id": generation.pk,
+            "prompt": generation.prompt,
+            "negative_prompt": generation.negative_prompt,
+            "seed": generation.seed,
+            "sampler": generation.sampler,
+            "steps": generation.steps,
+            "guidance": generation.guidance,
+            "width": generation.width,
+            "height": generation.height,
+            "k": generation.k,
+            "weights": {
+                "artist_style": generation.weight_artist_style,
+                "genre_style": generation.weight_genre_style,
+            },
+            "filters": generation.filters,
+            "base_model": str(settings.SD_MODEL),
+            "base_model_fingerprint": base_model_fingerprint(),
+            "base_model_hash": base_model_hash(),
+            "loras": [
+                {
+                    "name": entry.adapter_name,
+                    "file": lora_public_name(entry),
+                    "hash": lora_kohya_hash(entry),
+                    "key": entry.key,
+                    "kind": entry.kind,
+                    "label": entry.label,
+                    "weight": weight,
+                }
+                for entry, weight in loras
+            ],
+            "retrieved": {
+                kind: [{"artwork_id": a, "score": s} for a, s in data["artworks"]]
+                for kind, data in (retrieval.get("sets") or {}).items()
+            },
+            "retrieval": retrieval,
+            "code_version": code_version(),
+            "created_at": timezone.now().isoformat(),
+            **extra,
+        }
+    )
 
 
 def generation_render(generation_id: int, report: Report) -> dict:
-    """Phase 3: mix the LoRAs with their weights, render (and the baseline), store PNGs."""
+    """Phase 3: mix the LoRAs with their weights, render (and the baseline), store PNGs.
+
+    A render that fails or is cancelled leaves no file behind (`generation_files_discard`).
+    """
+    try:
+        return _generation_render(generation_id, report)
+    except BaseException:
+        generation = Generation.objects.filter(pk=generation_id).first()
+        if generation is not None:
+            generation_files_discard(generation)
+        raise
+
+
+def _generation_render(generation_id: int, report: Report) -> dict:
     generation = Generation.objects.select_related(
         "job", "lora_artist_style", "lora_genre_style"
     ).get(pk=generation_id)

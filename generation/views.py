@@ -7,14 +7,14 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from catalog.selectors import example_prompt
 from generation import selectors, services
 from generation.forms import GenerationForm
-from generation.models import LoraCacheEntry
 
 
 @login_required
 def generate_view(request):
-    form = GenerationForm(request.POST or None)
+    form = GenerationForm(request.POST or None, example=example_prompt())
     status = 200
     if request.method == "POST":
         status = 400
@@ -50,6 +50,8 @@ def _context(request, generation) -> dict:
         "withheld": selectors.generation_withheld(request.user, generation),
         "flag_notice": selectors.generation_flag_notice(request.user, generation),
         "safety_note": selectors.generation_safety_note(generation),
+        "reading": selectors.generation_reading(generation),
+        "provenance_text": selectors.generation_provenance_text(generation),
     }
 
 
@@ -112,15 +114,31 @@ def gallery_view(request):
 
 @login_required
 def lora_download_view(request, key: str):
-    entry = get_object_or_404(LoraCacheEntry, key=key)
+    entry = get_object_or_404(selectors.lora_visible(request.user), key=key)
     fmt = request.GET.get("as", "diffusers")
     try:
         path = services.lora_export(entry, fmt)
     except services.GenerationRequestError as exc:
         raise Http404(str(exc)) from exc
-    suffix = "" if fmt == "diffusers" else f"-{fmt}"
     return FileResponse(
         open(path, "rb"),  # noqa: SIM115 - FileResponse closes it
         as_attachment=True,
-        filename=f"mythragen-{entry.kind}-{entry.key[:12]}{suffix}.safetensors",
+        filename=services.lora_download_name(entry, fmt),
     )
+
+
+def generation_image_view(request, name: str):
+    """A generation's image file (`media/generations/...`), if the visitor may see it
+    (`selectors.generation_image_for`); a 404 otherwise, as for a file that is not there."""
+    generation = selectors.generation_image_for(request.user, name)
+    if generation is None:
+        raise Http404("no such image")
+    try:
+        image = generation.image.storage.open(name, "rb")
+    except FileNotFoundError as exc:
+        raise Http404("no such image") from exc
+    response = FileResponse(image, content_type="image/png")
+    # Browsers and proxies may keep what anyone may see; the rest stays private.
+    public = selectors.generation_image_for(None, name) is not None
+    response["Cache-Control"] = "public, max-age=3600" if public else "private, no-store"
+    return response

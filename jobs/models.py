@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class JobStatus(models.TextChoices):
@@ -20,6 +21,11 @@ class Job(models.Model):
 
     Only `jobs.services` writes the state fields (status, stage, progress, ETA, error):
     tasks report through it, pages and the API read it.
+
+    A running job records the process that claimed it (`worker`) and that process stamps
+    `alive_at` while it runs, so a job whose worker was killed is found and resumed (see
+    `jobs.services.job_recover_orphans`). `exclusive`, when set, allows one active job
+    under that name (index rebuilds, labelling runs): the database enforces it.
     """
 
     kind = models.CharField(max_length=40, db_index=True)
@@ -49,9 +55,25 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The process running it (`jobs.processes.identity()`) and its last sign of life,
+    # written every MYTHRAGEN_JOB_ALIVE_SECONDS whatever the task is doing.
+    worker = models.CharField(max_length=300, blank=True)
+    alive_at = models.DateTimeField(null=True, blank=True)
+    # A queued job whose task is sent only from this time on (it waits for another job).
+    wait_until = models.DateTimeField(null=True, blank=True)
+    # How often it was resumed after losing its worker (MYTHRAGEN_JOB_MAX_RECOVERIES caps it).
+    recoveries = models.PositiveSmallIntegerField(default=0)
+    exclusive = models.CharField(max_length=40, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["exclusive"],
+                condition=Q(status__in=["queued", "running"]) & ~Q(exclusive=""),
+                name="jobs_one_active_exclusive_job",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"

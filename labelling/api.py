@@ -69,6 +69,21 @@ class BulkSerializer(serializers.Serializer):
         help_text=f"any of {', '.join(REVIEW_FILTERS)}",
     )
     preview = serializers.BooleanField(default=True)
+    expected_versions = serializers.DictField(
+        child=serializers.IntegerField(min_value=0, max_value=VERSION_MAX),
+        required=False,
+        help_text="artwork id -> its label_version in the preview: an artwork changed "
+        "since (or not previewed) is left alone and listed in `conflicts`",
+    )
+
+    def validate_expected_versions(self, versions):
+        try:
+            out = {int(k): v for k, v in versions.items()}
+        except ValueError:
+            raise serializers.ValidationError("keys must be artwork ids") from None
+        if len(out) > BULK_MAX or any(not 1 <= k <= ID_MAX for k in out):
+            raise serializers.ValidationError(f"at most {BULK_MAX} artwork ids")
+        return out
 
     def validate_filters(self, filters):
         unknown = sorted(set(filters) - set(REVIEW_FILTERS))
@@ -106,6 +121,13 @@ class ReviewItemSerializer(serializers.Serializer):
     confidence = serializers.FloatField(allow_null=True)
     neighbour_disagreement = serializers.FloatField(allow_null=True)
     neighbour_genre = serializers.CharField(allow_null=True)
+    model_probability = serializers.FloatField(
+        allow_null=True,
+        help_text="the genre model's calibrated probability of the current genre",
+    )
+    model_genre = serializers.CharField(
+        allow_null=True, help_text="the genre model's own pick, when it differs"
+    )
     priority = serializers.FloatField()
 
 
@@ -125,16 +147,36 @@ class BulkChangeSerializer(serializers.Serializer):
     title = serializers.CharField()
     old = serializers.CharField(allow_null=True)
     new = serializers.CharField(allow_null=True)
+    changes_genre = serializers.BooleanField(
+        help_text="false: the genre stays, the label becomes a curator's"
+    )
+    label_version = serializers.IntegerField(
+        help_text="send it back in expected_versions when applying"
+    )
 
 
 class BulkPreviewSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(help_text="artworks that would get a curator label")
+    genre_changes = serializers.IntegerField(help_text="of them, artworks whose genre changes")
+    confirmations = serializers.IntegerField(
+        help_text="of them, artworks whose genre stays (confirmed as a curator's)"
+    )
     changes = BulkChangeSerializer(many=True)
+
+
+class BulkConflictSerializer(serializers.Serializer):
+    artwork_id = serializers.IntegerField()
+    title = serializers.CharField()
+    expected_version = serializers.IntegerField(allow_null=True)
+    current_version = serializers.IntegerField()
+    current_genre = serializers.CharField(allow_null=True)
+    detail = serializers.CharField()
 
 
 class BulkAppliedSerializer(serializers.Serializer):
     operation = serializers.UUIDField()
     count = serializers.IntegerField()
+    conflicts = BulkConflictSerializer(many=True)
 
 
 class BulkUndoneSerializer(serializers.Serializer):
@@ -199,6 +241,8 @@ class ReviewQueueView(APIView):
                 "confidence": it.confidence,
                 "neighbour_disagreement": it.disagreement,
                 "neighbour_genre": it.neighbour_genre,
+                "model_probability": it.model_probability,
+                "model_genre": it.model_genre,
                 "priority": round(it.priority, 4),
             }
             for it in items
@@ -306,27 +350,39 @@ class BulkView(APIView):
             )
         changes = services.bulk_plan(artworks, data["action"], data.get("genre"))
         if data["preview"]:
+            counts = services.bulk_plan_counts(changes)
             preview = {
-                "count": len(changes),
+                "count": counts["total"],
+                "genre_changes": counts["genre"],
+                "confirmations": counts["confirm"],
                 "changes": [
                     {
                         "artwork_id": c.artwork.pk,
                         "title": c.artwork.title,
                         "old": c.old.name if c.old else None,
                         "new": c.new.name if c.new else None,
+                        "changes_genre": c.changes_genre,
+                        "label_version": c.artwork.label_version,
                     }
                     for c in changes
                 ],
             }
             return Response(BulkPreviewSerializer(preview).data)
+        expected = data.get("expected_versions")
+        targets = [c.artwork.pk for c in changes]
+        if expected is not None:  # previewed ones changed since are conflicts, not skipped
+            targets = sorted(set(targets) | set(expected))
         op = services.bulk_apply(
-            [c.artwork.pk for c in changes],
+            targets,
             data["action"],
             user=request.user,
             genre=data.get("genre"),
+            expected_versions=expected,
         )
         return Response(
-            BulkAppliedSerializer({"operation": op.pk, "count": op.count}).data,
+            BulkAppliedSerializer(
+                {"operation": op.pk, "count": op.count, "conflicts": op.conflicts}
+            ).data,
             status=status.HTTP_201_CREATED,
         )
 

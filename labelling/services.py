@@ -1,8 +1,10 @@
-"""Writes for labelling: captions, zero-shot VQA genre labels, curator corrections.
+"""Writes for labelling: captions, the VQA model, curator corrections, bulk operations.
 
-The only layer between the ORM and `labelling.ml` (captioner, genre VQA). Every
-curator write checks the artwork's `label_version` so two curators cannot silently
-overwrite each other, and marks the artwork's retrieval vectors stale.
+The layer between the ORM and `labelling.ml`'s captioner and VQA model (the genre model's
+training, labelling runs and evaluation are in `labelling.genre_services`). Every curator
+write checks the artwork's `label_version` so two curators cannot silently overwrite each
+other, and makes the new genre count in search at once
+(`retrieval.services.artwork_labels_changed`).
 """
 
 from __future__ import annotations
@@ -10,18 +12,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.models import Artwork, Genre, GenreLabel, LabelSource
+from catalog.models import MACHINE_SOURCES, Artwork, Genre, GenreLabel, LabelSource
 from catalog.selectors import artwork_image_load
 from catalog.services import artwork_genre_refresh, genre_label_add
 from jobs.services import job_current, job_heartbeat
 from labelling.models import BulkOperation
-from retrieval.services import artwork_vectors_mark_stale, ml_device
+from retrieval.services import artwork_labels_changed, ml_device
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
@@ -124,7 +126,7 @@ def captions_generate(
     return report
 
 
-# --- Zero-shot genre labels ------------------------------------------------------------------
+# --- The VQA model (genre labelling itself: labelling.genre_services) ----------------------
 
 
 def vqa_get():
@@ -155,125 +157,6 @@ def candidate_genres(names: Iterable[str] | None = None) -> list[Genre]:
     return [by_name[n] for n in wanted]
 
 
-@dataclass
-class LabelReport:
-    model_id: str
-    is_tiny: bool
-    genres: list[str]
-    labelled: int = 0
-    without_image: int = 0
-    remaining: int = 0
-    by_genre: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-
-def genres_label(
-    *,
-    limit: int | None = None,
-    batch_size: int | None = None,
-    genres: Iterable[str] | None = None,
-    progress: Progress | None = None,
-) -> LabelReport:
-    """Label the genre of artworks that have none, zero-shot, with the VQA model.
-
-    Each result is a new `GenreLabel` (source vqa, model id, confidence, per-genre
-    probabilities). Batches commit as they finish, and labelled artworks no longer lack
-    a genre, so an interrupted run resumes where it stopped. A curator's label always
-    wins over these (see catalog.services.LABEL_PRECEDENCE).
-    """
-    started = time.monotonic()
-    candidates = candidate_genres(genres)
-    if not candidates:
-        raise ValueError("The catalog has no genres to choose from.")
-    with job_heartbeat(job_current(), f"loading model {settings.VQA_MODEL}"):
-        vqa = vqa_get()
-    names = [g.name for g in candidates]
-    report = LabelReport(model_id=settings.VQA_MODEL, is_tiny=vqa.is_stand_in, genres=names)
-    unlabelled = Artwork.objects.filter(genre__isnull=True)
-    report.without_image = unlabelled.filter(image="").count()
-    ids = list(unlabelled.exclude(image="").order_by("id").values_list("id", flat=True))
-    if limit:
-        ids = ids[:limit]
-    note = "stand-in model (random weights)" if vqa.is_stand_in else ""
-    batch_size = batch_size or settings.LABEL_BATCH
-    for start in range(0, len(ids), batch_size):
-        chunk = list(
-            Artwork.objects.filter(
-                id__in=ids[start : start + batch_size], genre__isnull=True
-            ).order_by("id")
-        )
-        predictions = vqa.predict([artwork_image_load(a.image.name) for a in chunk], names)
-        with transaction.atomic():
-            for art, (name, confidence, probs) in zip(chunk, predictions, strict=True):
-                genre = candidates[names.index(name)]
-                genre_label_add(
-                    art,
-                    genre,
-                    source=LabelSource.VQA,
-                    confidence=float(confidence),
-                    model_id=settings.VQA_MODEL,
-                    note=note,
-                    scores={n: round(float(p), 6) for n, p in zip(names, probs, strict=True)},
-                )
-                report.by_genre[name] = report.by_genre.get(name, 0) + 1
-            artwork_vectors_mark_stale([a.pk for a in chunk])
-        report.labelled += len(chunk)
-        if progress:
-            progress(min(start + batch_size, len(ids)), len(ids), "labelling genres")
-    report.remaining = Artwork.objects.filter(genre__isnull=True).exclude(image="").count()
-    report.seconds = time.monotonic() - started
-    return report
-
-
-def labelling_evaluate(
-    *, sample: int = 500, seed: int = 0, genres: Iterable[str] | None = None, n_buckets: int = 5
-) -> dict:
-    """Run the VQA labeller on held-out artworks whose WikiArt genre is known.
-
-    Held-out: artworks in the genre task's val split that have a WikiArt label and an image
-    (any with a WikiArt label and an image if the split is empty). Nothing is written.
-    """
-    import random
-
-    from labelling.ml.evaluation import classification_report
-
-    candidates = candidate_genres(genres)
-    names = [g.name for g in candidates]
-    pool = Artwork.objects.filter(genre__name__in=names, genre_source=LabelSource.WIKIART).exclude(
-        image=""
-    )
-    held_out = pool.filter(genre_split="val")
-    chosen = list((held_out if held_out.exists() else pool).values_list("id", flat=True))
-    random.Random(seed).shuffle(chosen)
-    chosen = chosen[:sample]
-    vqa = vqa_get()
-    y_true, y_pred, conf = [], [], []
-    started = time.monotonic()
-    for start in range(0, len(chosen), settings.LABEL_BATCH):
-        chunk = list(
-            Artwork.objects.filter(
-                id__in=chosen[start : start + settings.LABEL_BATCH]
-            ).select_related("genre")
-        )
-        for art, (name, confidence, _p) in zip(
-            chunk,
-            vqa.predict([artwork_image_load(a.image.name) for a in chunk], names),
-            strict=True,
-        ):
-            y_true.append(art.genre.name)
-            y_pred.append(name)
-            conf.append(float(confidence))
-    report = classification_report(y_true, y_pred, conf, names, n_buckets=n_buckets)
-    report.update(
-        model_id=settings.VQA_MODEL,
-        is_tiny=vqa.is_stand_in,
-        sample=len(chosen),
-        held_out_split="val" if held_out.exists() else "any",
-        seconds=round(time.monotonic() - started, 2),
-    )
-    return report
-
-
 # --- Curator review ------------------------------------------------------------------------
 
 
@@ -295,14 +178,14 @@ def genre_label_correct(
     with transaction.atomic():
         artwork = _locked(artwork_id, expected_version)
         label = genre_label_add(artwork, genre, source=LabelSource.CURATOR, user=user, note=note)
-        artwork_vectors_mark_stale([artwork.pk])
+        artwork_labels_changed([artwork.pk])
     return label
 
 
 def model_suggestion(artwork: Artwork) -> GenreLabel | None:
-    """The latest VQA label (the model's suggestion), if any."""
+    """The latest model label (genre model or VQA: the model's suggestion), if any."""
     return (
-        artwork.genre_labels.filter(source=LabelSource.VQA, retracted_at__isnull=True)
+        artwork.genre_labels.filter(source__in=MACHINE_SOURCES, retracted_at__isnull=True)
         .select_related("genre")
         .order_by("-created_at", "-id")
         .first()
@@ -314,13 +197,14 @@ def genre_suggestion_accept(artwork_id: int, *, user, expected_version: int | No
     with transaction.atomic():
         artwork = _locked(artwork_id, expected_version)
         suggestion = model_suggestion(artwork)
-        genre = suggestion.genre if suggestion and artwork.genre_source == "vqa" else artwork.genre
+        machine = artwork.genre_source in MACHINE_SOURCES
+        genre = suggestion.genre if suggestion and machine else artwork.genre
         if genre is None:
             raise ValueError("There is no suggestion to accept for this artwork.")
         label = genre_label_add(
             artwork, genre, source=LabelSource.CURATOR, user=user, note="accepted suggestion"
         )
-        artwork_vectors_mark_stale([artwork.pk])
+        artwork_labels_changed([artwork.pk])
     return label
 
 
@@ -338,7 +222,7 @@ def genre_label_revert(
             user=user,
             note=f"revert to label #{old.pk} ({old.get_source_display()})",
         )
-        artwork_vectors_mark_stale([artwork.pk])
+        artwork_labels_changed([artwork.pk])
     return label
 
 
@@ -347,6 +231,20 @@ class BulkChange:
     artwork: Artwork
     old: Genre | None
     new: Genre | None
+
+    @property
+    def changes_genre(self) -> bool:
+        """False for a label confirmed as it is (only its source becomes curator)."""
+        return (self.old.pk if self.old else None) != (self.new.pk if self.new else None)
+
+
+def bulk_plan_counts(changes: Iterable[BulkChange]) -> dict[str, int]:
+    """How many planned changes set another genre, and how many confirm the genre an
+    artwork has (a WikiArt or model label that becomes a curator's): the preview says
+    both, so accepting labels that stay as they are is not announced as change."""
+    changes = list(changes)
+    genre = sum(c.changes_genre for c in changes)
+    return {"total": len(changes), "genre": genre, "confirm": len(changes) - genre}
 
 
 def bulk_plan(
@@ -359,7 +257,8 @@ def bulk_plan(
         if action == BulkOperation.Action.RELABEL:
             new = genre
         elif action == BulkOperation.Action.ACCEPT:
-            suggestion = model_suggestion(art) if art.genre_source == "vqa" else None
+            machine = art.genre_source in MACHINE_SOURCES
+            suggestion = model_suggestion(art) if machine else None
             new = suggestion.genre if suggestion else art.genre
             if new is None:
                 continue
@@ -378,8 +277,17 @@ def bulk_apply(
     user,
     genre: Genre | None = None,
     params: dict | None = None,
+    expected_versions: dict[int, int] | None = None,
 ) -> BulkOperation:
-    """Apply a bulk relabel/accept as one operation that can be undone."""
+    """Apply a bulk relabel/accept as one operation that can be undone.
+
+    Every artwork's label version is checked as a single edit checks it: with
+    `expected_versions` (artwork id -> the version the curator's preview showed), an
+    artwork whose version moved since (someone corrected it meanwhile), or that the
+    preview did not show, is left alone and listed in `op.conflicts` with who changed it
+    and its genre now; the others are applied. Without it (an API client that skipped the
+    preview), the plan is made and applied under the same row locks.
+    """
     with transaction.atomic():
         artworks = list(
             Artwork.objects.select_for_update(of=("self",))
@@ -387,9 +295,36 @@ def bulk_apply(
             .filter(pk__in=artwork_ids)
             .order_by("id")
         )
+        conflicts = []
+        if expected_versions is not None:
+            unchanged = []
+            for art in artworks:
+                seen = expected_versions.get(art.pk)
+                if seen is not None and art.label_version == seen:
+                    unchanged.append(art)
+                    continue
+                conflict = GenreConflict(art, seen if seen is not None else -1)
+                conflicts.append(
+                    {
+                        "artwork_id": art.pk,
+                        "title": art.title,
+                        "expected_version": seen,
+                        "current_version": conflict.current_version,
+                        "current_genre": conflict.current_genre,
+                        "detail": str(conflict)
+                        if seen is not None
+                        else "Not in the preview you applied; preview again.",
+                    }
+                )
+            artworks = unchanged
         changes = bulk_plan(artworks, action, genre)
         op = BulkOperation.objects.create(
-            action=action, genre=genre, user=user, count=len(changes), params=params or {}
+            action=action,
+            genre=genre,
+            user=user,
+            count=len(changes),
+            params=params or {},
+            conflicts=conflicts,
         )
         GenreLabel.objects.bulk_create(
             [
@@ -406,7 +341,7 @@ def bulk_apply(
         )
         ids = [c.artwork.pk for c in changes]
         artwork_genre_refresh(ids)
-        artwork_vectors_mark_stale(ids)
+        artwork_labels_changed(ids)
     return op
 
 
@@ -420,15 +355,16 @@ def bulk_undo(op: BulkOperation, *, user) -> int:
         ids = list(labels.values_list("artwork_id", flat=True))
         labels.update(retracted_at=timezone.now())
         artwork_genre_refresh(ids)
-        artwork_vectors_mark_stale(ids)
+        artwork_labels_changed(ids)
         op.undone_at, op.undone_by = timezone.now(), user
         op.save(update_fields=["undone_at", "undone_by"])
     return len(ids)
 
 
 def labelling_request(kind: str, *, user=None, **params):
-    """Queue a labelling run (label_genres or caption_artworks) as a job."""
-    from jobs.services import active_jobs, job_create, job_enqueue
+    """Queue a labelling run (label_genres or caption_artworks) as a job; one of each kind
+    at a time (the database enforces it): a request while one is active gets that one."""
+    from jobs.services import job_create_exclusive, job_enqueue
     from labelling import tasks
 
     task = {
@@ -436,9 +372,7 @@ def labelling_request(kind: str, *, user=None, **params):
         tasks.CAPTION_ARTWORKS: tasks.caption_artworks_task,
     }[kind]
     with transaction.atomic():
-        running = active_jobs(kind).first()
-        if running is not None:
-            return running
-        job = job_create(kind, params=params, user=user)
-        job_enqueue(job, task, **params)
+        job, created = job_create_exclusive(kind, params=params, user=user)
+        if created:
+            job_enqueue(job, task, **params)
     return job

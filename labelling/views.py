@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from catalog.filters import ArtworkFilter
-from catalog.models import Artwork, Genre
+from catalog.models import Artwork, Genre, GenreLabel
 from labelling import selectors, services
 from labelling.models import BulkOperation
 
@@ -98,10 +98,29 @@ def bulk_view(request):
                     for i in request.POST.getlist("artwork")
                     if i.isascii() and i.isdigit() and len(i) < 19
                 ]
-                op = services.bulk_apply(ids, action, user=request.user, genre=genre, params=params)
+                # The label version each row had in the preview: an artwork changed since
+                # is left alone and listed (bulk_apply checks each like a single edit).
+                versions = {}
+                for i in ids:
+                    seen = request.POST.get(f"version_{i}", "")
+                    if seen.isascii() and seen.isdigit() and len(seen) < 10:
+                        versions[i] = int(seen)
+                op = services.bulk_apply(
+                    ids,
+                    action,
+                    user=request.user,
+                    genre=genre,
+                    params=params,
+                    expected_versions=versions,
+                )
                 messages.success(request, f"Changed {op.count} artworks. You can undo this below.")
+                for conflict in op.conflicts:
+                    messages.warning(
+                        request, f"Left alone: {conflict['title']}: {conflict['detail']}"
+                    )
                 return redirect("labelling:bulk")
             context["changes"] = services.bulk_plan(artworks, action, genre)
+            context["counts"] = services.bulk_plan_counts(context["changes"])
     return render(request, "labelling/bulk.html", context)
 
 
@@ -120,6 +139,12 @@ def bulk_undo_view(request, op_id):
 @curator_required
 @require_POST
 def revert_view(request, pk: int, label_id: int):
+    # A missing artwork or label is a 404; a label of another artwork a 400 (both were 500s).
+    artwork = get_object_or_404(Artwork, pk=pk)
+    label = get_object_or_404(GenreLabel, pk=label_id)
+    if label.artwork_id != artwork.pk:
+        message = f"Label #{label.pk} is not a label of artwork #{artwork.pk}."
+        return render(request, "400.html", {"message": message}, status=400)
     try:
         version = int(request.POST.get("expected_version", ""))
     except ValueError:

@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
 from retrieval import selectors, services
 from retrieval.models import EmbeddingSpace
@@ -16,7 +18,12 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
     def rebuild_index(self, request, queryset):
         job = services.index_rebuild_request(user=request.user)
         messages.info(
-            request, f"Index rebuild queued as job #{job.pk}; searches stay up meanwhile."
+            request,
+            format_html(
+                'Index rebuild queued as <a href="{}">job #{}</a>; searches stay up meanwhile.',
+                reverse("admin:jobs_job_change", args=[job.pk]),
+                job.pk,
+            ),
         )
 
     def changelist_view(self, request, extra_context=None):

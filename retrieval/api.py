@@ -4,7 +4,7 @@ from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,6 +17,7 @@ from catalog.api import (
 from catalog.filters import ArtworkFilter
 from catalog.selectors import artwork_get
 from catalog.uploads import ImageRefused, image_upload_check
+from config.parsers import JSONParser
 from jobs.api import JobSerializer
 from retrieval import selectors, services
 
@@ -74,16 +75,35 @@ class SearchHitSerializer(serializers.Serializer):
         }
 
 
+SLOT_CHOICES = [("artist", "artist"), ("style", "style"), ("genre", "genre")]
+
+
 class RecognisedSerializer(serializers.Serializer):
-    slot = serializers.CharField()
+    slot = serializers.ChoiceField(choices=SLOT_CHOICES)
     name = serializers.CharField()
     text = serializers.CharField()
+    evidence = serializers.CharField(help_text="why these words were read as this name")
+
+
+class UnknownNameSerializer(serializers.Serializer):
+    slot = serializers.ChoiceField(choices=SLOT_CHOICES)
+    text = serializers.CharField(help_text="the words of the prompt")
+    message = serializers.CharField()
 
 
 class SearchResponseSerializer(serializers.Serializer):
     prompt = serializers.CharField()
     content = serializers.CharField(help_text="the prompt less the names it recognised")
     recognised = RecognisedSerializer(many=True)
+    unknown = UnknownNameSerializer(
+        many=True,
+        help_text="names the prompt gives that the catalog lacks (searched as words)",
+    )
+    notes = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="what the search did about the prompt (e.g. a style the named artist "
+        "never painted in, dropped to follow the artist)",
+    )
     model_id = serializers.CharField()
     is_tiny = serializers.BooleanField()
     index_version = serializers.CharField()
@@ -99,9 +119,16 @@ def search_payload(result, request) -> dict:
     return {
         "prompt": parsed.prompt if parsed else "",
         "content": parsed.content if parsed else "",
-        "recognised": [{"slot": m.slot, "name": m.name, "text": m.text} for m in parsed.matches]
+        "recognised": [
+            {"slot": m.slot, "name": m.name, "text": m.text, "evidence": m.evidence}
+            for m in parsed.matches
+        ]
         if parsed
         else [],
+        "unknown": [{"slot": u.slot, "text": u.text, "message": u.message} for u in parsed.unknown]
+        if parsed
+        else [],
+        "notes": list(parsed.notes) if parsed else [],
         "model_id": result.model_id,
         "is_tiny": result.is_tiny,
         "index_version": result.index_version,
@@ -174,7 +201,12 @@ class SimilarView(APIView):
 
     @extend_schema(
         parameters=[SimilarQuerySerializer],
-        responses={200: SimilarHitSerializer(many=True), 400: ERROR_400, 404: None},
+        responses={
+            200: SimilarHitSerializer(many=True),
+            400: ERROR_400,
+            404: None,
+            503: SEARCH_RESPONSES[503],
+        },
     )
     def get(self, request, pk: int):
         artwork = get_object_or_404(selectors.Artwork, pk=pk)
@@ -188,6 +220,8 @@ class SimilarView(APIView):
             )
         except selectors.SearchInputError as exc:
             return Response(exc.errors, status=400)
+        except services.RetrievalUnavailable as exc:  # e.g. an index of another catalog
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         hits = [{"score": s, "artwork": a} for a, s in pairs]
         return Response(SimilarHitSerializer(hits, many=True, context={"request": request}).data)
 
@@ -204,6 +238,10 @@ class IndexStatusSerializer(serializers.Serializer):
     kind = serializers.CharField(required=False)
     indexed = serializers.IntegerField(required=False)
     meta = serializers.DictField(required=False)
+    catalog_id = serializers.CharField(required=False)
+    problem = serializers.CharField(
+        required=False, help_text="why the index on disk is not served (another catalog's)"
+    )
 
 
 class IndexView(APIView):

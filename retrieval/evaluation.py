@@ -19,6 +19,19 @@ Content benchmark (beyond the paper): held-out artworks (the style task's val sp
 with a title of at least two words; the prompt "<title> by <artist name>" should find
 that exact work: recall@10 and MRR over the sample. Artist-intent prompts "in the style
 of <surname>'s <their most common style>": precision@10 of that artist.
+
+Natural prompts (`natural_benchmark`): the forms people write, per queried artist with a
+surname of its own, each scored by precision@10 of its intent (the share of the top 10 by
+the artist meant; for the controls, the share by the artist *not* meant) and by whether the
+parser linked what a person would:
+- possessive: "<Surname>'s <genre> of <content>";
+- style adjective: "a <style adjective> <genre> by <Surname>" ("an impressionist landscape");
+- contradiction: "<content>, captured with striking <a style the artist has no works in>,
+  inspired by <Surname>": the search should follow the artist;
+- surnames that are English words (COMMON_WORD_NAMES, artists of the catalog that have
+  one): "by <Surname>" must link the artist, and the word alone in a sentence ("a portrait
+  of a close friend") must not (its precision is the share of that artist's works, which
+  should be near 0).
 """
 
 from __future__ import annotations
@@ -159,6 +172,7 @@ def evaluate(
     }
     report["ablation"] = _ablation(space, genre_q, artist_q, style_q, gas_q, labels_of, kmax)
     report["content"] = _content_benchmark(space, loaded, content_sample, seed)
+    report["content"]["natural"] = natural_benchmark()
     report["seconds"] = round(time.monotonic() - started, 2)
     return report
 
@@ -280,6 +294,197 @@ def _content_benchmark(space, loaded, sample: int, seed: int) -> dict:
     }
 
 
+# Everyday sentences holding each common-word surname (the word, not the painter).
+COMMON_WORD_SENTENCES = {
+    "close": "a portrait of a close friend",
+    "church": "a small church on a hill at dusk",
+    "rose": "a still life with a red rose in a vase",
+    "still": "a still pond at night",
+    "west": "a town in the west at sunset",
+    "north": "a lighthouse on the north coast",
+    "green": "a green meadow with cows",
+    "brown": "a brown horse in a field",
+    "cross": "a cross on a hill",
+    "turner": "a wood turner at his lathe",
+    "miller": "a miller at his mill",
+    "smith": "a smith at the forge",
+    "frost": "frost on a winter field",
+    "hunt": "a fox hunt in the woods",
+    "bell": "a church bell tower",
+    "david": "david and goliath",
+    "moses": "moses in the desert",
+    "thomas": "saint thomas the apostle",
+    "john": "saint john the baptist",
+    "martin": "saint martin and the beggar",
+    "homer": "homer reciting his poems",
+    "fish": "a still life with fish",
+    "dove": "a white dove in flight",
+}
+GENRE_WORDS = {
+    "portrait": "portrait",
+    "landscape": "landscape",
+    "still_life": "still life",
+    "cityscape": "cityscape",
+    "religious_painting": "religious painting",
+    "genre_painting": "genre scene",
+    "nude_painting": "nude",
+    "sketch_and_study": "sketch",
+    "abstract_painting": "abstract painting",
+    "illustration": "illustration",
+}
+CONTENT_WORDS = {
+    "portrait": "a woman in a blue dress",
+    "landscape": "a river in the hills",
+    "still_life": "fruit on a table",
+    "cityscape": "a street at night",
+    "religious_painting": "a saint in prayer",
+}
+
+
+def _style_adjective(style_name: str) -> str:
+    base = style_name.replace("_", " ").lower()
+    if base.endswith("ism") and " " not in base:
+        return base[:-3] + "ist"
+    return base
+
+
+def _article(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+def _precision(result, artist_id: int) -> float:
+    hits = result.hits[:10]
+    return sum(h.artwork.artist_id == artist_id for h in hits) / 10 if hits else 0.0
+
+
+def natural_benchmark(limit: int = 23) -> dict:
+    """Precision@10 of natural prompts (see the module's docstring), per form."""
+    from retrieval.query import COMMON_WORD_NAMES, PARTICLES, normalise, surname_words
+
+    def surname(artist: Artist) -> tuple[str, str]:
+        """(the surname as a prompt writes it, its last word): "van Gogh", "gogh"."""
+        words = surname_words(tuple(normalise(artist.name).split()))
+        shown = " ".join(w if w in PARTICLES else w.capitalize() for w in words)
+        return shown, words[-1]
+
+    owners: Counter = Counter()
+    for artist in Artist.objects.all():
+        if len(normalise(artist.name).split()) > 1:
+            owners[surname(artist)[0].lower()] += 1
+
+    started = time.monotonic()
+    queried = _queried_artists(limit)
+    forms: dict[str, list[dict]] = {
+        "possessive": [],
+        "style adjective": [],
+        "contradiction (follows the artist)": [],
+        "common-word surname after by": [],
+        "common-word surname alone (control)": [],
+        "shared surname after by (asks for the full name)": [],
+    }
+
+    def run(form: str, prompt: str, artist: Artist, *, expect_link: bool) -> None:
+        result = selectors.artwork_search(prompt, k=10)
+        linked = result.parsed.artist is not None and result.parsed.artist.label_id == artist.pk
+        expected = linked == expect_link
+        if form.startswith("shared"):  # not linked, and the page asks which one
+            expected = not linked and any("could be any" in m for m in result.parsed.messages)
+        forms[form].append(
+            {
+                "prompt": prompt,
+                "artist": artist.name,
+                "precision@10": _precision(result, artist.pk),
+                "linked": linked,
+                "as_expected": expected,
+                "recognised": [f"{m.slot}: {m.name}" for m in result.parsed.matches],
+                "notes": result.parsed.messages,
+            }
+        )
+
+    styles = list(Style.objects.order_by("name"))
+    for artist in queried:
+        if len(normalise(artist.name).split()) < 2:
+            continue
+        name, _last = surname(artist)
+        if owners[name.lower()] > 1:
+            continue  # a shared surname: its own form below
+        works = Artwork.objects.filter(artist=artist)
+        top_genre = (
+            works.exclude(genre=None)
+            .values("genre__name")
+            .annotate(n=Count("id"))
+            .order_by("-n", "genre__name")
+            .first()
+        )
+        top_style = (
+            works.values("style__name", "style_id")
+            .annotate(n=Count("id"))
+            .order_by("-n", "style__name")
+            .first()
+        )
+        if not top_genre or not top_style:
+            continue
+        genre = top_genre["genre__name"]
+        content = CONTENT_WORDS.get(genre, "a quiet scene")
+        run(
+            "possessive",
+            f"{name}'s {GENRE_WORDS.get(genre, 'painting')} of {content}",
+            artist,
+            expect_link=True,
+        )
+        run(
+            "style adjective",
+            f"{_article(_style_adjective(top_style['style__name']))} "
+            f"{GENRE_WORDS.get(genre, 'painting')} by {name}",
+            artist,
+            expect_link=True,
+        )
+        painted = set(works.values_list("style_id", flat=True))
+        absent = next((st for st in styles if st.pk not in painted and st.name == "Realism"), None)
+        absent = absent or next((st for st in styles if st.pk not in painted), None)
+        if absent is not None:
+            run(
+                "contradiction (follows the artist)",
+                f"{content}, captured with striking {absent.name.replace('_', ' ').lower()}, "
+                f"dramatic light, inspired by {name}",
+                artist,
+                expect_link=True,
+            )
+    common = [
+        a
+        for a in Artist.objects.annotate(n=Count("artworks")).filter(n__gte=10)
+        if len(normalise(a.name).split()) > 1 and surname(a)[1] in COMMON_WORD_NAMES
+    ]
+    for artist in common:
+        name, word = surname(artist)
+        if owners[name.lower()] > 1:
+            run(
+                "shared surname after by (asks for the full name)",
+                f"a painting by {name}",
+                artist,
+                expect_link=False,
+            )
+        else:
+            run("common-word surname after by", f"a painting by {name}", artist, expect_link=True)
+        sentence = COMMON_WORD_SENTENCES.get(word, f"a {word} in the evening light")
+        run("common-word surname alone (control)", sentence, artist, expect_link=False)
+    summary = {
+        form: {
+            "n": len(rows),
+            "mean_precision@10": float(np.mean([r["precision@10"] for r in rows]))
+            if rows
+            else None,
+            "read_as_a_person_would": float(np.mean([r["as_expected"] for r in rows]))
+            if rows
+            else None,
+            "queries": rows,
+        }
+        for form, rows in forms.items()
+    }
+    summary["seconds"] = round(time.monotonic() - started, 2)
+    return summary
+
+
 def report_markdown(report: dict) -> str:
     tiny = ", TINY model" if report["is_tiny"] else ""
     index = report["index"]
@@ -322,4 +527,27 @@ def report_markdown(report: dict) -> str:
         if c["artist_intent"]["n"]
         else "- Artist-intent prompts: none",
     ]
+    if c.get("natural"):
+        lines += ["", natural_markdown(c["natural"])]
+    return "\n".join(lines) + "\n"
+
+
+def natural_markdown(natural: dict) -> str:
+    lines = [
+        "## Natural prompts (precision@10 of the intent)",
+        "",
+        "| form | prompts | precision@10 | read as a person would | example |",
+        "|---|---|---|---|---|",
+    ]
+    for form, row in natural.items():
+        if not isinstance(row, dict) or not row["n"]:
+            continue
+        lines.append(
+            f"| {form} | {row['n']} | {row['mean_precision@10']:.3f} | "
+            f"{100 * row['read_as_a_person_would']:.0f}% | {row['queries'][0]['prompt']} |"
+        )
+    lines.append(
+        "\nControls: the share of the top 10 by the artist whose surname is the word "
+        "(lower is better)."
+    )
     return "\n".join(lines) + "\n"

@@ -8,24 +8,30 @@ class SearchForm(forms.Form):
         label="Prompt",
         required=False,
         max_length=500,
-        widget=forms.TextInput(
-            attrs={
-                "placeholder": "a harbour at dawn by Claude Monet, impressionism",
-                "autofocus": True,
-            }
-        ),
+        widget=forms.TextInput(attrs={"autofocus": True, "type": "search"}),
     )
-    k = forms.IntegerField(label="Results", min_value=1, max_value=200, initial=24, required=False)
+    k = forms.IntegerField(
+        label="Results",
+        min_value=1,
+        max_value=200,
+        initial=24,
+        required=False,
+        widget=forms.NumberInput(attrs={"placeholder": "24"}),
+    )
     # A FileField, not an ImageField: `image_upload_check` (shared with the API) sniffs the
     # content and says why a file is refused (too large, too many pixels, not an image).
     image = forms.FileField(
-        label="Or search by image",
+        label="Search by image",
         required=False,
         widget=forms.ClearableFileInput(attrs={"accept": "image/*"}),
     )
 
-    def __init__(self, *args, image_search: bool = True, image_cost: str = "", **kwargs):
+    def __init__(
+        self, *args, image_search: bool = True, image_cost: str = "", example: str = "", **kwargs
+    ):
         super().__init__(*args, **kwargs)
+        if example:
+            self.fields["q"].widget.attrs["placeholder"] = example
         if image_search and image_cost:
             self.fields["image"].help_text = image_cost[0].upper() + image_cost[1:] + "."
         if not image_search:
@@ -36,6 +42,10 @@ class SearchForm(forms.Form):
                 "The retrieval model in use has no image side: set MYTHRAGEN_EMBEDDER=blip2 "
                 "to search by image."
             )
+
+    @property
+    def text_fields(self):
+        return [self["q"], self["k"]]
 
     def clean_image(self):
         upload = self.cleaned_data.get("image")

@@ -7,6 +7,8 @@ re-embedding, only re-assembly. On PostgreSQL the fused vectors are mirrored int
 pgvector column (`ArtworkVectorMirror`) with an HNSW index for browsing.
 """
 
+import uuid
+
 from django.db import models
 from pgvector.django import VectorField
 
@@ -99,3 +101,34 @@ class ArtworkVectorMirror(models.Model):
 
     def __str__(self) -> str:
         return f"mirror of artwork {self.artwork_id} in space {self.space_id}"
+
+
+class CatalogIdentity(models.Model):
+    """Which catalog this database holds: a random id made once, by a migration (or on first
+    use after the tables were emptied, e.g. `flush`). Every FAISS index version and the
+    pgvector mirror record the id they were built from, so a process refuses to serve an
+    index of another catalog (two databases sharing one index folder) instead of returning
+    artworks of that catalog. One row."""
+
+    catalog_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "catalog identity"
+
+    def __str__(self) -> str:
+        return str(self.catalog_id)
+
+
+class MirrorBuild(models.Model):
+    """What the pgvector mirror of a space was last completed from (PostgreSQL only): the
+    catalog id and its row count, written by the index rebuild once every row is mirrored.
+    Similar-artwork queries refuse a mirror of another catalog, or none."""
+
+    space = models.OneToOneField(EmbeddingSpace, on_delete=models.CASCADE, related_name="mirror")
+    catalog_id = models.UUIDField()
+    rows = models.PositiveIntegerField()
+    built_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"mirror of space {self.space_id}: {self.rows} rows of catalog {self.catalog_id}"

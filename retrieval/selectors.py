@@ -13,11 +13,13 @@ from django.db.models import Q
 
 from catalog.filters import ArtworkFilter
 from catalog.models import Artwork
-from catalog.selectors import label_snapshot, with_labels
-from retrieval.models import ArtworkVectorMirror, EmbeddingSpace, LabelEmbedding
+from catalog.selectors import artist_label_ids, label_snapshot, with_labels
+from retrieval.models import ArtworkVectorMirror, EmbeddingSpace, LabelEmbedding, MirrorBuild
 from retrieval.query import ParsedPrompt, PromptParser, Vocabulary
 from retrieval.services import (
+    IndexOfAnotherCatalog,
     RetrievalUnavailable,
+    catalog_id,
     embedder_get,
     index_root,
     label_text,
@@ -68,6 +70,50 @@ def index_store(space: EmbeddingSpace):
         if root not in _stores:
             _stores[root] = IndexStore(index_root(space))
         return _stores[root]
+
+
+REBUILD = "rebuild it: `python manage.py build_index` (or the admin's index rebuild)"
+
+
+def index_served(space: EmbeddingSpace):
+    """The index version to answer from: the current one of this catalog's folder, or None
+    when none is built. Raises `IndexOfAnotherCatalog` when the version was built from
+    another catalog than this database's (a folder copied or shared by hand): its rows are
+    other artworks, and serving it would answer with unrelated ones."""
+    loaded = index_store(space).current()
+    if loaded is None:
+        return None
+    built = (getattr(loaded, "meta", None) or {}).get("user", {})
+    ours = catalog_id()
+    if built.get("catalog_id") != ours:
+        theirs = built.get("catalog_id") or "unknown (built before catalogs were identified)"
+        raise IndexOfAnotherCatalog(
+            f"The search index (version {loaded.version}) was built from "
+            f"another catalog ({theirs}, {built.get('catalog_rows', '?')} artworks), not this "
+            f"database's ({ours}); {REBUILD}."
+        )
+    return loaded
+
+
+def mirror_served(space: EmbeddingSpace) -> MirrorBuild:
+    """The pgvector mirror's build record, checked like `index_served` (cached a minute).
+    Raises when it was never completed for this catalog or belongs to another one."""
+    from django.core.cache import cache
+
+    key = f"retrieval:mirror:{space.pk}"
+    build = cache.get(key)
+    if build is None:
+        build = MirrorBuild.objects.filter(space=space).first()
+        if build is None:
+            raise RetrievalUnavailable(f"The pgvector mirror is not built yet; {REBUILD}.")
+        cache.set(key, build, 60)
+    ours = catalog_id()
+    if str(build.catalog_id) != ours:
+        raise IndexOfAnotherCatalog(
+            f"The pgvector mirror was built from another catalog ({build.catalog_id}, "
+            f"{build.rows} rows), not this database's ({ours}); {REBUILD}."
+        )
+    return build
 
 
 def prompt_parser() -> PromptParser:
@@ -175,7 +221,7 @@ def artwork_search(
             f"The retrieval model ({space.model_id}) has no image side: set "
             "MYTHRAGEN_EMBEDDER=blip2 to search by image."
         )
-    loaded = index_store(space).current()
+    loaded = index_served(space)
     if loaded is None:
         raise RetrievalUnavailable(
             "No search index is built yet: run `python manage.py build_index` (or rebuild it "
@@ -185,7 +231,7 @@ def artwork_search(
     timings["prepare"] = (time.perf_counter() - t0) * 1000
 
     t1 = time.perf_counter()
-    parsed = prompt_parser().parse(prompt) if prompt else None
+    parsed = prompt_parser().parse(prompt).reconcile(artist_label_ids) if prompt else None
     content = None
     if parsed and parsed.content:
         content = embedder.embed_texts([parsed.content], threads=settings.RETRIEVAL_QUERY_THREADS)[
@@ -254,9 +300,10 @@ def artwork_similar(
         return []
     allowed = allowed_ids_for(filters)
     if connection.vendor == "postgresql":
+        mirror_served(space)
         ids_scores = _similar_pgvector(space, artwork.pk, k, allowed)
     else:
-        loaded = index_store(space).current()
+        loaded = index_served(space)
         vector = loaded.vector_of(artwork.pk) if loaded else None
         if vector is None:
             return []
@@ -315,7 +362,11 @@ def index_status() -> dict:
     space = EmbeddingSpace.objects.order_by("-id").first()
     if space is None:
         return {"built": False}
-    loaded = index_store(space).current()
+    problem = ""
+    try:
+        loaded = index_served(space)
+    except IndexOfAnotherCatalog as exc:
+        loaded, problem = None, str(exc)
     from retrieval.models import ArtworkEmbedding
 
     embedded = ArtworkEmbedding.objects.filter(space=space).exclude(fused_hash="").count()
@@ -327,7 +378,10 @@ def index_status() -> dict:
         "artworks": Artwork.objects.count(),
         "embedded": embedded,
         "pgvector_index": pgvector_index_name(space) if connection.vendor == "postgresql" else None,
+        "catalog_id": catalog_id(),
     }
+    if problem:
+        status["problem"] = problem
     if loaded is not None:
         status.update(
             version=loaded.version,
@@ -339,3 +393,23 @@ def index_status() -> dict:
 
 
 __all__ = ["artwork_search", "artwork_similar", "index_status", "label_text"]
+
+
+def search_warm_up() -> dict:
+    """Load what a first search needs (the prompt encoder and its ONNX session, the served
+    index, the prompt parser and label snapshot) by running one search, so that the first
+    visitor's search is as fast as any. Serving processes call it when they start
+    (`config.warm`); with no index yet the encoder is still loaded."""
+    started = time.perf_counter()
+    embedder = embedder_get()
+    try:
+        result = artwork_search("a painting", k=1)
+        index = result.index_version
+    except RetrievalUnavailable:
+        embedder.embed_texts(["a painting"], threads=settings.RETRIEVAL_QUERY_THREADS)
+        index = "none yet"
+    return {
+        "seconds": time.perf_counter() - started,
+        "model_id": embedder.model_id,
+        "index": index,
+    }

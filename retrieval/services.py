@@ -26,9 +26,11 @@ from jobs.services import job_current, job_heartbeat
 from retrieval.models import (
     ArtworkEmbedding,
     ArtworkVectorMirror,
+    CatalogIdentity,
     EmbeddingSpace,
     LabelEmbedding,
     LabelKind,
+    MirrorBuild,
 )
 
 logger = logging.getLogger(__name__)
@@ -234,10 +236,32 @@ class EmbedReport:
 def embed_catalog(
     *, batch_size: int | None = None, progress: Progress | None = None, limit: int | None = None
 ) -> EmbedReport:
-    """Embed what is missing or stale, in batches; each batch commits (so it resumes)."""
+    """Embed what is missing or stale, in batches; each batch commits (so it resumes).
+
+    One run per embedding space at a time, across processes (`jobs.locks.exclusive`: a
+    command and a rebuild job would otherwise embed the same artworks twice and collide on
+    their rows): a second run waits for the first, saying so through `progress`, then
+    finds that nearly everything is up to date.
+    """
+    from jobs.locks import exclusive
+
     started = time.monotonic()
     embedder = embedder_get()
     space = space_current(embedder)
+    said = [-1e9]
+
+    def waiting(holder: str) -> None:
+        if time.monotonic() - said[0] >= 5:  # a report every 5 s keeps a job alive
+            said[0] = time.monotonic()
+            logger.info("embed_catalog: waiting for another run (%s) to finish", holder)
+            if progress:
+                progress(0, 0, f"waiting for another embedding run ({holder}) to finish")
+
+    with exclusive(f"embed_catalog:{space.key}", on_wait=waiting):
+        return _embed_catalog(embedder, space, started, batch_size, progress, limit)
+
+
+def _embed_catalog(embedder, space, started, batch_size, progress, limit) -> EmbedReport:
     batch_size = batch_size or settings.RETRIEVAL_EMBED_BATCH
     report = EmbedReport(space=str(space), is_tiny=space.is_tiny)
     report.labels_embedded = labels_embed(space, embedder)
@@ -391,8 +415,35 @@ def fused_matrix(space: EmbeddingSpace, *, batch: int = 5000) -> tuple[np.ndarra
     return np.asarray(ids, dtype=np.int64), matrix.astype(np.float32), digest.hexdigest()[:16]
 
 
+CATALOG_ID_CACHE_SECONDS = 60
+
+
+def catalog_id() -> str:
+    """This database's catalog id (`CatalogIdentity`), made on first use if the row is gone
+    (emptied tables). Cached for a minute: searches ask for it on every request."""
+
+    def read() -> str:
+        row = CatalogIdentity.objects.order_by("pk").first()
+        if row is None:
+            CatalogIdentity.objects.create()
+            row = CatalogIdentity.objects.order_by("pk").first()  # two at once: the first wins
+        return str(row.catalog_id)
+
+    return cache.get_or_set("retrieval:catalog-id", read, CATALOG_ID_CACHE_SECONDS)
+
+
+# Neighbours stored per artwork by each index build (labelling's review queue).
+REVIEW_NEIGHBOURS = 10
+
+
 def index_root(space: EmbeddingSpace) -> Path:
-    return Path(settings.RETRIEVAL_INDEX_DIR) / space.key
+    """Where a space's index versions live: one folder per catalog, so two databases that
+    share MYTHRAGEN_INDEX_DIR (the demo and a real catalog) never build over each other."""
+    return Path(settings.RETRIEVAL_INDEX_DIR) / catalog_id() / space.key
+
+
+class IndexOfAnotherCatalog(RetrievalUnavailable):
+    """An index (or pgvector mirror) built from another catalog than this database's."""
 
 
 @dataclass
@@ -419,6 +470,8 @@ def index_rebuild(*, progress: Progress | None = None, kind: str = "auto") -> In
     space = space_current()
     if progress:
         progress(0, 1, "assembling fused vectors")
+    identity, catalog_rows = catalog_id(), Artwork.objects.count()
+    snapshot_at = time.time()  # overlay entries stamped later are not in what is read now
     ids, matrix, catalog_hash = fused_matrix(space)
     if not len(ids):
         raise RetrievalUnavailable("The catalog has no artworks to index; import some first.")
@@ -435,12 +488,20 @@ def index_rebuild(*, progress: Progress | None = None, kind: str = "auto") -> In
         exact_max=settings.RETRIEVAL_EXACT_MAX,
         progress=build_progress,
         blocks=4,
+        snapshot_at=snapshot_at,
+        # Each artwork's nearest neighbours with its genre block blind: the review queue's
+        # disagreement signal for every artwork, valid whatever genres change meanwhile.
+        neighbours=REVIEW_NEIGHBOURS,
+        neighbours_blind_block=1,
         meta={
             "space": space.key,
             "model_id": space.model_id,
             "embedder": space.embedder,
             "is_tiny": space.is_tiny,
             "catalog_hash": catalog_hash,
+            # What `retrieval.selectors` checks before serving it (see CatalogIdentity).
+            "catalog_id": identity,
+            "catalog_rows": catalog_rows,
         },
     )
     from retrieval.selectors import index_store
@@ -451,6 +512,7 @@ def index_rebuild(*, progress: Progress | None = None, kind: str = "auto") -> In
         if progress:
             progress(0, 1, "ensuring the pgvector HNSW index")
         pgvector_index_ensure(space)
+        mirror_build_record(space, identity)
         pg_index = True
     return IndexReport(
         version=info.version,
@@ -489,17 +551,166 @@ def pgvector_index_ensure(space: EmbeddingSpace) -> None:
         )
 
 
+def mirror_build_record(space: EmbeddingSpace, identity: str) -> MirrorBuild:
+    """Record that the space's pgvector mirror is complete for this catalog (its rows)."""
+    rows = ArtworkVectorMirror.objects.filter(space=space).count()
+    build, _ = MirrorBuild.objects.update_or_create(
+        space=space, defaults={"catalog_id": identity, "rows": rows}
+    )
+    cache.delete(f"retrieval:mirror:{space.pk}")
+    return build
+
+
 def index_rebuild_request(user=None):
-    """Queue an index rebuild as a job (one at a time); returns the job."""
-    from jobs.models import JobStatus
-    from jobs.services import active_jobs, job_create, job_enqueue
+    """Queue an index rebuild as a job; one at a time (the database enforces it): a request
+    while one is queued or running gets that one. Returns the job."""
+    from jobs.services import job_create_exclusive, job_enqueue
     from retrieval.tasks import INDEX_REBUILD, index_rebuild_task
 
     with transaction.atomic():
-        running = active_jobs(INDEX_REBUILD).first()
-        if running is not None:
-            return running
-        job = job_create(INDEX_REBUILD, user=user)
-        job_enqueue(job, index_rebuild_task)
-    assert job.status == JobStatus.QUEUED
+        job, created = job_create_exclusive(INDEX_REBUILD, user=user)
+        if created:
+            job_enqueue(job, index_rebuild_task)
     return job
+
+
+# --- Label changes reach search at once -----------------------------------------------------
+
+# At most this many artworks are re-assembled at once by one label change (a bulk change is
+# at most 5,000); more (a labelling run) are left to a rebuild, which is requested.
+LIVE_MAX = 5000
+
+
+def artwork_labels_changed(artwork_ids: Iterable[int]) -> int:
+    """Make artworks' new genres count in search and "similar artworks" now, everywhere.
+
+    Called in the transaction that changed the labels (after `artwork_genre_refresh`).
+    There, each artwork's fused vector is re-assembled from its stored caption/image
+    vectors and its current labels (no model is needed): its `fused_hash` and, on
+    PostgreSQL, its pgvector mirror row are written with the change. Once the transaction
+    commits, the vectors go into the served FAISS index's overlay (`retrieval.ml.index`),
+    which every web and worker process applies within a second; the next rebuild folds
+    them in. Artworks whose caption changed since they were embedded, or that carry a label
+    not embedded yet, are only marked stale (the next `embed_catalog` does them). Beyond
+    LIVE_MAX artworks, all are marked stale and an index rebuild is requested instead.
+    Returns how many were re-assembled.
+    """
+    ids = sorted({int(i) for i in artwork_ids})
+    if not ids:
+        return 0
+    if len(ids) > LIVE_MAX:
+        for start in range(0, len(ids), LIVE_MAX):  # SQLite caps a query's parameters
+            artwork_vectors_mark_stale(ids[start : start + LIVE_MAX])
+        transaction.on_commit(lambda: _overlay_forget_and_rebuild(ids))
+        return 0
+    done = 0
+    space_ids = ArtworkEmbedding.objects.filter(artwork_id__in=ids).values_list(
+        "space_id", flat=True
+    )
+    for space in EmbeddingSpace.objects.filter(pk__in=set(space_ids)):
+        done += _relabel_in_space(space, ids)
+    return done
+
+
+def _relabel_in_space(space: EmbeddingSpace, ids: list[int]) -> int:
+    rows = ArtworkEmbedding.objects.filter(space=space, artwork_id__in=ids).values_list(
+        "id",
+        "artwork_id",
+        "caption_text",
+        "caption_vector",
+        "image_name",
+        "image_vector",
+        "artwork__caption",
+        "artwork__title",
+        "artwork__image",
+        "artwork__genre_id",
+        "artwork__artist_id",
+        "artwork__style_id",
+        "artwork__label_version",
+    )
+    labels = label_vectors(space)
+    fresh, stale = [], []
+    for row in rows:
+        pk, text, image_name = row[0], row[2], row[4]
+        caption, title, image, genre, artist, style = row[6:12]
+        current_image = image if space.has_image else ""
+        embedded = text == (caption or title) and image_name == current_image
+        known = (genre is None or genre in labels["genre"]) and artist in labels["artist"]
+        if embedded and known and style in labels["style"]:
+            fresh.append(row)
+        else:
+            stale.append(pk)
+    if stale:
+        ArtworkEmbedding.objects.filter(pk__in=stale).update(fused_hash="")
+    if not fresh:
+        return 0
+    fused = _assemble(
+        space,
+        labels,
+        [
+            (
+                _from_bytes(r[3], space.dim),
+                _from_bytes(r[5], space.dim) if r[5] else None,
+                r[9],
+                r[10],
+                r[11],
+            )
+            for r in fresh
+        ],
+    )
+    hashes = [_fused_hash(space.key, r[2], r[4], r[9], r[10], r[11]) for r in fresh]
+    ArtworkEmbedding.objects.bulk_update(
+        [ArtworkEmbedding(pk=r[0], fused_hash=h) for r, h in zip(fresh, hashes, strict=True)],
+        ["fused_hash"],
+        batch_size=1000,
+    )
+    art_ids = [r[1] for r in fresh]
+    if connection.vendor == "postgresql":
+        _mirror_upsert(space, art_ids, hashes, fused)
+    versions = [r[12] for r in fresh]
+    transaction.on_commit(lambda: _overlay_put(space, art_ids, fused, versions))
+    return len(fresh)
+
+
+def _overlay_put(space: EmbeddingSpace, ids, vectors, versions) -> None:
+    """After the commit: the new vectors into the served index's overlay (if one is built).
+    A failure is logged, not raised: the change is committed, and a rebuild carries it."""
+    from retrieval.ml.index import overlay_write, read_current
+
+    root = index_root(space)
+    if read_current(root) is None:
+        return  # no index yet: the first build reads the current labels
+    try:
+        held = overlay_write(root, np.asarray(ids), vectors, np.asarray(versions))
+    except Exception:  # noqa: BLE001 - disk full, a foreign file: search stays as built
+        logger.exception("Could not update the index overlay under %s", root)
+        return
+    if held > LIVE_MAX:
+        index_rebuild_request()  # fold a long run of corrections into a new version
+
+
+def _overlay_forget_and_rebuild(ids: list[int]) -> None:
+    """After a change too large to re-assemble at once: drop the artworks' overlay entries
+    (now out of date) and ask for a rebuild, if an index is built."""
+    from retrieval.ml.index import overlay_write, read_current
+
+    wanted = set(ids)
+    versions = {
+        i: v
+        for i, v in Artwork.objects.values_list("id", "label_version").iterator(chunk_size=5000)
+        if i in wanted
+    }
+    built = False
+    for space in EmbeddingSpace.objects.all():
+        root = index_root(space)
+        if read_current(root) is None:
+            continue
+        built = True
+        try:
+            overlay_write(
+                root, np.asarray(ids), None, np.asarray([versions.get(i, 0) for i in ids])
+            )
+        except Exception:  # noqa: BLE001
+            logger.exception("Could not update the index overlay under %s", root)
+    if built:
+        index_rebuild_request()

@@ -1,6 +1,7 @@
 """Celery tasks for retrieval: thin wrappers that run one service under a Job."""
 
 from celery import shared_task
+from django.conf import settings
 
 from jobs.services import job_running, job_succeed
 from retrieval import services
@@ -8,10 +9,15 @@ from retrieval import services
 INDEX_REBUILD = "index_rebuild"
 
 
-@shared_task(bind=True, name="retrieval.index_rebuild", time_limit=4 * 3600, acks_late=True)
+@shared_task(
+    bind=True,
+    name="retrieval.index_rebuild",
+    time_limit=settings.TASK_TIME_LIMITS["retrieval.index_rebuild"],
+    acks_late=True,
+)
 def index_rebuild_task(self, job_id: int) -> dict:
     """Embed what is stale and build a new index version; searches stay up throughout."""
-    with job_running(job_id, task_id=self.request.id or "") as report:
+    with job_running(job_id, task_id=self.request.id or "", task_name=self.name) as report:
         result = services.index_rebuild(progress=report)
         summary = {
             "version": result.version,

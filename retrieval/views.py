@@ -4,6 +4,7 @@ from django.shortcuts import get_object_or_404, render
 
 from catalog.filters import ArtworkFilter
 from catalog.models import Artwork
+from catalog.selectors import example_prompt
 from retrieval import selectors, services
 from retrieval.forms import SearchForm
 
@@ -11,26 +12,35 @@ FILTER_NAMES = ["artist", "style", "genre", "has_genre", "label_source"]
 
 
 def search_view(request):
-    """The search page: a prompt or an uploaded image, plus catalog filters.
+    """The search page: a prompt (GET, so the URL holds the prompt and the filters and a
+    result can be bookmarked, shared and reloaded), or an uploaded image (POST).
 
     A refused request (a bad value, an upload that is not a usable image) re-renders the
     form with the reasons and answers 400.
     """
     data = request.POST if request.method == "POST" else request.GET
+    bound = request.method == "POST" or any(name in data for name in ("q", "k", *FILTER_NAMES))
+    example = example_prompt()
     form = SearchForm(
-        data or None,
+        data if bound else None,
         request.FILES or None,
         image_search=selectors.image_search_available(),
         image_cost=selectors.image_search_cost(),
+        example=example,
     )
-    artwork_filter = ArtworkFilter(data or None, queryset=Artwork.objects.none())
-    context = {"form": form, "filter": artwork_filter, "filter_names": FILTER_NAMES}
+    artwork_filter = ArtworkFilter(data if bound else None, queryset=Artwork.objects.none())
+    context = {
+        "form": form,
+        "filter": artwork_filter,
+        "filter_names": FILTER_NAMES,
+        "example": example,
+    }
     status = 200
-    if form.is_bound:
+    if bound:
         # Both validate, so every reason is shown at once.
-        valid = form.is_valid() & (not data or artwork_filter.is_valid())
+        valid = form.is_valid() & artwork_filter.is_valid()
         status = 200 if valid else 400
-    if form.is_bound and status == 200:
+    if bound and status == 200:
         filters = {n: data.get(n) for n in FILTER_NAMES if data.get(n)}
         try:
             context["result"] = selectors.artwork_search(
@@ -50,7 +60,7 @@ def search_view(request):
 def similar_fragment(request, pk: int):
     artwork = get_object_or_404(Artwork, pk=pk)
     try:
-        pairs = selectors.artwork_similar(artwork, k=8)
-    except services.RetrievalUnavailable:
-        pairs = []
-    return render(request, "retrieval/_similar.html", {"pairs": pairs})
+        pairs, error = selectors.artwork_similar(artwork, k=8), ""
+    except services.RetrievalUnavailable as exc:  # the fragment says why, never a 500
+        pairs, error = [], str(exc)
+    return render(request, "retrieval/_similar.html", {"pairs": pairs, "error": error})

@@ -90,3 +90,153 @@ def test_postgres_has_the_vector_extension_enabled_by_migration():
     assert row is not None
     major, minor, *_ = (int(x) for x in row[0].split("."))
     assert (major, minor) >= (0, 8)
+
+
+# -- one place for the demo's settings: .env, written by `make run` ---------------------
+
+
+def test_settings_read_the_dotenv_file_outside_tests_only(tmp_path):
+    dotenv = tmp_path / "demo.env"
+    dotenv.write_text("MYTHRAGEN_GEN_SIZE=128\nMYTHRAGEN_GEN_STEPS=12\n")
+    expr = "settings.GEN_SIZE, settings.GEN_STEPS, os.environ.get('HF_HUB_OFFLINE')"
+    read = _settings_in_subprocess({"MYTHRAGEN_DOTENV": str(dotenv)}, expr)
+    assert read == "128 12 None"
+    dotenv.write_text("MYTHRAGEN_GEN_SIZE=128\nHF_HUB_OFFLINE=1\n")
+    # The real environment wins over the file; the file's other lines still count.
+    read = _settings_in_subprocess(
+        {"MYTHRAGEN_DOTENV": str(dotenv), "MYTHRAGEN_GEN_SIZE": "256"}, expr
+    )
+    assert read == "256 30 1"
+    # Without MYTHRAGEN_DOTENV: the checkout's .env, except in a test session.
+    default = "__import__('config.settings', fromlist=['x'])._DOTENV"
+    assert _settings_in_subprocess({}, default) == str(ROOT / ".env")
+    assert _settings_in_subprocess({"PYTEST_VERSION": "9"}, default) == "off"
+
+
+def _demo_env(path, env: dict) -> tuple[str, str]:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "demo-env"), str(path)],
+        env={"PATH": "/usr/bin", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout, path.read_text()
+
+
+def test_make_run_writes_its_models_and_defaults_to_dotenv(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("DJANGO_DEBUG=true\nMYTHRAGEN_GEN_STEPS=20\n")
+    exports, text = _demo_env(dotenv, {"MYTHRAGEN_MODELS_DIR": "/m"})
+    lines = text.splitlines()
+    assert lines[:2] == ["DJANGO_DEBUG=true", "MYTHRAGEN_GEN_STEPS=20"]  # the user's lines
+    block = lines[lines.index(next(x for x in lines if x.startswith("# >>>"))) :]
+    assert "MYTHRAGEN_SD_MODEL=/m/tiny-sd15" in block
+    assert "MYTHRAGEN_GEN_SIZE=128" in block and "HF_HUB_OFFLINE=1" in block
+    assert not any(x.startswith("MYTHRAGEN_GEN_STEPS=") for x in block)  # the user's wins
+    assert "export MYTHRAGEN_SD_MODEL=/m/tiny-sd15" in exports.splitlines()
+    # Run again: the block is replaced, not repeated, and the user's lines stay.
+    _exports, again = _demo_env(dotenv, {"MYTHRAGEN_MODELS_DIR": "/m"})
+    assert again == text
+    # A real Stable Diffusion keeps the paper's training and rendering settings.
+    _exports, real = _demo_env(dotenv, {"MYTHRAGEN_SD_MODEL": "/real/sd15"})
+    assert "MYTHRAGEN_SD_MODEL=/real/sd15" in real and "MYTHRAGEN_GEN_SIZE" not in real
+    # And what it writes is what a command then reads.
+    size = _settings_in_subprocess({"MYTHRAGEN_DOTENV": str(dotenv)}, "settings.SD_MODEL")
+    assert size == "/real/sd15"
+
+
+# -- a warm start in serving processes only, and servers that stop -------------------------
+
+
+def test_only_serving_processes_warm_up_search():
+    code = (
+        "import os, sys; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; "
+        "sys.argv = ['manage.py', 'migrate']; import config.wsgi; "
+        "print(sorted(m for m in ('torch','transformers','faiss') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin", "DATABASE_URL": "sqlite:////nonexistent/none.sqlite3"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]", out.stderr  # a command loading the WSGI app: cold
+
+
+def test_warm_start_reports_and_never_raises(settings, monkeypatch, caplog):
+    from config import warm
+    from retrieval import selectors
+
+    monkeypatch.setattr(
+        selectors, "search_warm_up", lambda: {"seconds": 1.25, "model_id": "m", "index": "v1"}
+    )
+    with caplog.at_level("INFO", logger="mythragen.warm"):
+        assert warm.warm_start("gunicorn worker")["index"] == "v1"
+    assert "search ready (prompt encoder loaded in 1.2 s; index v1)" in caplog.text
+
+    def broken():
+        raise RuntimeError("no model")
+
+    monkeypatch.setattr(selectors, "search_warm_up", broken)
+    assert warm.warm_start("runserver") is None
+    assert "search not warmed up (no model)" in caplog.text
+    settings.WARM_START = False
+    monkeypatch.setattr(selectors, "search_warm_up", lambda: pytest.fail("warmed up"))
+    assert warm.warm_start("runserver") is None
+
+
+def test_gunicorn_workers_warm_up_before_serving_and_keep_reporting(monkeypatch):
+    import importlib.util
+    import time
+
+    from config import warm
+
+    spec = importlib.util.spec_from_file_location("gconf", ROOT / "config" / "gunicorn.conf.py")
+    gconf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gconf)
+    beats = []
+
+    class Worker:
+        def notify(self):
+            beats.append(time.monotonic())
+
+    def slow_warm_start(process):  # a load that lasts until the arbiter heard twice
+        deadline = time.monotonic() + 60
+        while len(beats) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    monkeypatch.setattr(warm, "warm_start", slow_warm_start)
+    gconf.post_worker_init(Worker())
+    assert len(beats) >= 2  # the arbiter hears from the worker while it loads
+    after = len(beats)
+    time.sleep(2.5)
+    assert len(beats) == after  # and the heartbeat stops with the warm-up
+
+
+def test_a_stopped_embedded_postgresql_leaves_no_process():
+    import shutil
+    import tempfile
+
+    from config.pgserver import ensure_server, stop_server
+
+    # Under var/, as bin/test's server: run as root, the server runs as a system user that
+    # cannot enter pytest's private temp folders.
+    (ROOT / "var").mkdir(exist_ok=True)
+    datadir = Path(tempfile.mkdtemp(prefix="test-pgstop-", dir=ROOT / "var")) / "pg"
+    datadir.parent.chmod(0o755)
+    try:
+        ensure_server(datadir)
+        pid = int((datadir / "postmaster.pid").read_text().split()[0])
+        assert stop_server(datadir) is True
+        assert not (datadir / "postmaster.pid").exists()
+        import psutil
+
+        gone = not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert gone, f"postgres {pid} still runs"
+        assert stop_server(datadir) is False  # nothing to stop: no server started for that
+    finally:
+        stop_server(datadir)
+        shutil.rmtree(datadir.parent, ignore_errors=True)

@@ -239,3 +239,143 @@ def test_server_stops_cleanly_on_sigterm(server):
     log = server.log.read_text()
     assert "Shutting down: Master" in log
     assert "[ERROR]" not in log and "WORKER TIMEOUT" not in log
+
+
+# --------------------------------------------------------------------------- make run
+
+
+def _run_demo_config(**env: str) -> subprocess.CompletedProcess:
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    return subprocess.run(
+        [str(ROOT / "bin" / "run-demo"), "--print-config"],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def _pairs(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def _env_file_sets(name: str) -> bool:
+    env_file = ROOT / ".env"
+    return env_file.exists() and re.search(rf"^{name}=", env_file.read_text(), re.M) is not None
+
+
+def test_make_run_binds_loopback_with_debug_pages_off():
+    demo = _run_demo_config()
+    config = _pairs(demo.stdout)
+    assert config["MYTHRAGEN_ADDR"] == "127.0.0.1:8000" and demo.stderr == ""
+    if not _env_file_sets("DJANGO_DEBUG"):
+        assert config["DJANGO_DEBUG"] == "false"
+    # Plain HTTP on this machine: no HTTPS redirect, no secure-only cookies, no HSTS.
+    for name in ("DJANGO_SECURE_SSL_REDIRECT", "DJANGO_SESSION_COOKIE_SECURE"):
+        if not _env_file_sets(name):
+            assert config[name] == "false", name
+    assert _pairs(_run_demo_config(DJANGO_DEBUG="true").stdout)["DJANGO_DEBUG"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("address", "warned"),
+    [
+        ("0.0.0.0:8000", True),
+        ("[::]:8000", True),
+        ("192.168.1.5:8000", True),
+        ("0:8000", True),
+        ("127.0.0.1:9000", False),
+        ("localhost:9000", False),
+        ("[::1]:9000", False),
+        ("9000", False),
+    ],
+)
+def test_make_run_warns_when_told_to_bind_another_address(address, warned):
+    demo = _run_demo_config(MYTHRAGEN_ADDR=address)
+    assert _pairs(demo.stdout)["MYTHRAGEN_ADDR"] == address
+    assert ("WARNING: MYTHRAGEN_ADDR=" in demo.stderr) == warned, demo.stderr
+    if warned:
+        assert "published passwords" in demo.stderr and "127.0.0.1" in demo.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    """`manage.py runserver` with the settings `make run` gives it (debug pages off), on a
+    temporary database, static and media folders; static files collected as make run does."""
+    tmp = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", str(tmp)),
+        "LANG": "C.UTF-8",
+        **_pairs(_run_demo_config(DJANGO_DEBUG="false").stdout),
+        "DJANGO_SECRET_KEY": STRONG_KEY,
+        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": "memory://",
+        "CELERY_RESULT_BACKEND": "cache+memory://",
+        "MEDIA_ROOT": str(tmp / "media"),
+        "DJANGO_STATIC_ROOT": str(tmp / "static"),
+        "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
+        "LOG_LEVEL": "WARNING",
+    }
+    for command in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
+        subprocess.run(
+            [sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, timeout=300
+        )
+    (tmp / "media" / "artworks").mkdir(parents=True)
+    (tmp / "media" / "artworks" / "a.jpg").write_bytes(b"\xff\xd8 artwork")
+    (tmp / "media" / "generations").mkdir()
+    (tmp / "media" / "generations" / "1-7.png").write_bytes(b"\x89PNG nobody's")
+    log = tmp / "runserver.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"runserver exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail(f"runserver did not listen within 90 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def get(path: str):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", path, headers={"Host": "127.0.0.1"})
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        return response, body
+
+    yield get
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_the_demo_serves_static_and_media_with_its_own_error_pages(demo_server):
+    page, body = demo_server("/")
+    assert page.status == 200, body[:500]  # plain HTTP, no redirect to HTTPS
+    href = re.search(rb'href="(/static/css/app\.[0-9a-f]{12}\.css)"', body)
+    assert href, body[:800]
+    css, css_body = demo_server(href.group(1).decode())  # WhiteNoise, without debug
+    assert css.status == 200 and css_body == (ROOT / "static" / "css" / "app.css").read_bytes()
+    artwork, artwork_body = demo_server("/media/artworks/a.jpg")
+    assert artwork.status == 200 and artwork_body == b"\xff\xd8 artwork"
+    # A generation file no generation owns: the permission check, not the file system.
+    assert demo_server("/media/generations/1-7.png")[0].status == 404
+    missing, missing_body = demo_server("/no-such-page/")
+    text = missing_body.decode()
+    assert missing.status == 404 and "Not found" in text and "/no-such-page/" in text
+    assert "URLconf" not in text and "DEBUG = True" not in text  # not Django's debug page

@@ -36,7 +36,10 @@ caller's visible set do not exist for them. Finished generations are the public 
 their owner (or an admin) may cancel, retry or re-run. An image the safety checker
 flagged is the exception: its page and API answer are open, but the image and its URL
 reach only its owner and admins (others read "flagged by the safety checker"), and the
-gallery leaves it out for everyone else.
+gallery leaves it out for everyone else. The image files follow the same rule (`media`
+rows `gen-image-*`): generation images are served through a permission check, never as
+plain media. A LoRA names the artist and style someone asked for, so the LoRA list, its
+entries and downloads show others only LoRAs of finished, public results.
 """
 
 from __future__ import annotations
@@ -58,14 +61,15 @@ from django.core import mail
 from django.db import transaction
 from django.templatetags.static import static
 from django.test import Client, override_settings
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLResolver, get_resolver, reverse
 from django.urls.resolvers import RegexPattern
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
-from django.views.static import serve
+from rest_framework.authtoken.models import Token
 
 from catalog import services as catalog_services
 from catalog.models import Artist, Artwork, Genre, GenreLabel, LabelSource, Style
+from config.media import media_view
 from generation.models import Generation, LoraCacheEntry, LoraKind, LoraStatus
 from generation.services import GENERATION_JOB
 from jobs.models import Job, JobStatus
@@ -91,6 +95,12 @@ search-page                   retrieval:search          GET     ok           ok 
 search-form                   retrieval:search          POST    ok           ok           ok           ok
 similar-fragment              retrieval:similar         GET     ok           ok           ok           ok
 media-file                    media                     GET     ok           ok           ok           ok
+gen-image-finished            media                     GET     ok           ok           ok           ok
+gen-image-others-failed       media                     GET     404          404          404          ok
+gen-image-own-failed          media                     GET     -            ok           ok           ok
+gen-image-others-flagged      media                     GET     404          404          404          ok
+gen-image-own-flagged         media                     GET     -            ok           ok           ok
+gen-image-by-dotted-path      media                     GET     404          404          404          ok
 gallery-page                  generation:gallery        GET     ok           ok           ok           ok
 favicon                       favicon                   GET     ok           ok           ok           ok
 # --- pages: generation (signed in; own requests only, admins all) ------------------------
@@ -112,6 +122,7 @@ gen-retry-form-own            generation:retry          POST    -            ok 
 gen-rerun-form-others         generation:rerun          POST    login        404          404          ok
 gen-rerun-form-own            generation:rerun          POST    -            ok           ok           ok
 lora-download-page            generation:lora-download  GET     login        ok           ok           ok
+lora-download-page-private    generation:lora-download  GET     login        404          404          ok
 # --- pages: review (curators) -------------------------------------------------------------
 review-page                   labelling:review          GET     login        403          ok           ok
 review-item-fragment          labelling:item            GET     login        403          ok           ok
@@ -119,7 +130,7 @@ bulk-page                     labelling:bulk            GET     login        403
 bulk-form                     labelling:bulk            POST    login        403          ok           ok
 bulk-undo-form                labelling:bulk-undo       POST    login        403          ok           ok
 revert-form                   labelling:revert          POST    login        403          ok           ok
-# --- pages: accounts ----------------------------------------------------------------------
+# --- pages: accounts (sign-in is throttled per address: tests/accounts) -------------------
 login-page                    login                     GET     ok           ok           ok           ok
 login-form                    login                     POST    ok           ok           ok           ok
 logout-form                   logout                    POST    ok           ok           ok           ok
@@ -139,6 +150,7 @@ admin-make-curator            admin:*                   POST    admin-login  adm
 admin-rebuild-index           admin:*                   POST    admin-login  admin-login  admin-login  ok
 admin-lora-evict              admin:*                   POST    admin-login  admin-login  admin-login  ok
 admin-lora-evict-to-budget    admin:*                   POST    admin-login  admin-login  admin-login  ok
+admin-retrain-genre-model     admin:*                   POST    admin-login  admin-login  admin-login  ok
 admin-list:auth.user          admin:*                   GET     admin-login  admin-login  admin-login  ok
 admin-list:auth.group         admin:*                   GET     admin-login  admin-login  admin-login  ok
 admin-list:catalog.artist     admin:*                   GET     admin-login  admin-login  admin-login  ok
@@ -150,6 +162,11 @@ admin-list:retrieval.embeddingspace admin:*             GET     admin-login  adm
 admin-list:generation.loracacheentry admin:*            GET     admin-login  admin-login  admin-login  ok
 admin-list:generation.generation admin:*                GET     admin-login  admin-login  admin-login  ok
 admin-list:jobs.job           admin:*                   GET     admin-login  admin-login  admin-login  ok
+admin-list:labelling.genremodelversion admin:*          GET     admin-login  admin-login  admin-login  ok
+admin-list:authtoken.tokenproxy admin:*                 GET     admin-login  admin-login  admin-login  ok
+# --- API: tokens (any account gets its own; revoking needs it) ----------------------------
+api-token                     api-token                 POST    ok           ok           ok           ok
+api-token-revoke              api-token                 DELETE  denied       ok           ok           ok
 # --- API: catalog (read-only for everyone) ------------------------------------------------
 api-root                      api-root                  GET     ok           ok           ok           ok
 api-schema                    schema                    GET     ok           ok           ok           ok
@@ -199,7 +216,9 @@ api-rerun-own                 generation-rerun          POST    -            ok 
 # --- API: LoRA cache (read for all, download signed in; no writes: evict in the admin) -----
 api-loras                     lora-list                 GET     ok           ok           ok           ok
 api-lora                      lora-detail               GET     ok           ok           ok           ok
+api-lora-private              lora-detail               GET     404          404          404          ok
 api-lora-download             lora-download             GET     denied       ok           ok           ok
+api-lora-download-private     lora-download             GET     denied       404          404          ok
 api-lora-create               lora-list                 POST    denied       405          405          405
 api-lora-delete               lora-detail               DELETE  denied       405          405          405
 """
@@ -272,6 +291,20 @@ def _generation(owner, state: str) -> Generation:
         retrieval=RETRIEVAL_SETS if done else {},
         image="generations/done.png" if done else "",
     )
+
+
+PNG_BYTES = b"\x89PNG\r\n\x1a\n not really a png"
+
+
+def _image_file(generation: Generation, suffix: str = "") -> str:
+    """Write a result file named as the service names them (`<id>-<seed>...png`)."""
+    from django.conf import settings
+
+    name = f"generations/{generation.pk}-{generation.seed}{suffix}.png"
+    path = Path(settings.MEDIA_ROOT) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(PNG_BYTES)
+    return name
 
 
 @dataclass(frozen=True)
@@ -367,9 +400,24 @@ class World:
         if self.actor:
             made["own"] = _generation(self.actor, JobStatus.SUCCEEDED)
         for whose, generation in made.items():
-            generation.image = f"generations/{whose}-flagged-5f1c0a.png"
+            generation.image = _image_file(generation, f"-flagged-{whose}-5f1c0a")
             generation.image_flagged = True
             generation.save(update_fields=["image", "image_flagged"])
+        return made
+
+    @cached_property
+    def images(self) -> dict[str, Generation]:
+        """Generations with an image file on disk: olga's finished (public) and failed
+        (a file its dead worker left), the actor's failed one."""
+        made = {
+            "finished": _generation(self.olga, JobStatus.SUCCEEDED),
+            "others-failed": _generation(self.olga, JobStatus.FAILED),
+        }
+        if self.actor:
+            made["own-failed"] = _generation(self.actor, JobStatus.FAILED)
+        for generation in made.values():
+            generation.image = _image_file(generation)
+            generation.save(update_fields=["image"])
         return made
 
     def all_generations(self) -> list[Generation]:
@@ -379,9 +427,18 @@ class World:
 
     @cached_property
     def lora(self) -> LoraCacheEntry:
-        """A READY cache entry with its file and an up-to-date diffusers export on disk."""
+        """A READY cache entry of olga's finished (public) result, with its file and an
+        up-to-date diffusers export on disk."""
+        return self._lora("e", self.others["finished"])
+
+    @cached_property
+    def private_lora(self) -> LoraCacheEntry:
+        """A READY entry used only by olga's queued request (it names what she asked for)."""
+        return self._lora("d", self.others["queued"])
+
+    def _lora(self, digit: str, used_by: Generation) -> LoraCacheEntry:
         entry = LoraCacheEntry.objects.create(
-            key="e" * 64,
+            key=digit * 64,
             kind=LoraKind.ARTIST_STYLE,
             label="Ada Lane + Cubism",
             base_model="tiny-sd15",
@@ -399,6 +456,8 @@ class World:
             path.write_bytes(b"lora weights")
         stamp = source.stat().st_mtime
         os.utime(export, (stamp, stamp))
+        used_by.lora_artist_style = entry
+        used_by.save(update_fields=["lora_artist_style"])
         return entry
 
     @property
@@ -630,6 +689,11 @@ def _index_job_queued(w, response, client):
     assert job.user == w.actor and job.status == JobStatus.QUEUED
 
 
+def _genre_training_queued(w, response, client):
+    job = Job.objects.get(kind="train_genre_model")
+    assert job.user == w.actor and job.status == JobStatus.QUEUED
+
+
 def _lora_evicted(w, response, client):
     w.lora.refresh_from_db()
     assert w.lora.status == LoraStatus.EVICTED and w.lora.size_bytes == 0
@@ -739,8 +803,49 @@ def _media_served(w, response, client):
     assert b"".join(response.streaming_content) == b"\xff\xd8 not a jpeg"
 
 
+def _image(key: str, *, dotted: bool = False) -> Callable[[World], Call]:
+    """A generation's image file by its URL (`dotted`: by a path that reaches the same
+    file through `artworks/..`, which must meet the same check)."""
+
+    def prepare(w):
+        generation = w.flagged[key] if key in w.flagged else w.images[key]
+        url = generation.image.url
+        if dotted:
+            url = url.replace("/generations/", "/artworks/../generations/")
+        return get(url)
+
+    return prepare
+
+
+def _image_served(w, response, client):
+    assert response["Content-Type"] == "image/png"
+    assert b"".join(response.streaming_content) == PNG_BYTES
+
+
+def _loras_visible(w, payload):
+    """Others see the LoRA of a public result only; admins every LoRA."""
+    keys = {e["key"] for e in payload["results"]}
+    expected = {w.lora.key} | ({w.private_lora.key} if w.role == "admin" else set())
+    assert keys == expected, keys
+
+
+def _token_issued(w, response, client):
+    who = w.actor or w.olga
+    assert response.json() == {"token": Token.objects.get(user=who).key}
+
+
+def _token_revoked(w, response, client):
+    assert not Token.objects.filter(user=w.actor).exists()
+
+
 def _bulk_form_data(w):
-    return {"action": "relabel", "target": "cityscape", "artwork": [w.art["b"].pk]}
+    # The page posts each row's label version from its preview (bulk_apply checks it).
+    return {
+        "action": "relabel",
+        "target": "cityscape",
+        "artwork": [w.art["b"].pk],
+        f"version_{w.art['b'].pk}": _version(w, "b"),
+    }
 
 
 def _admin_action(url_name: str, action: str, obj: Callable[[World], object]):
@@ -802,6 +907,12 @@ CASES: dict[str, Case] = {
         contains("Quiet Hills"),
     ),
     "media-file": Case(_media_file, _media_served),
+    "gen-image-finished": Case(_image("finished"), _image_served),
+    "gen-image-others-failed": Case(_image("others-failed"), _image_served),
+    "gen-image-own-failed": Case(_image("own-failed"), _image_served),
+    "gen-image-others-flagged": Case(_image("others"), _image_served),
+    "gen-image-own-flagged": Case(_image("own"), _image_served),
+    "gen-image-by-dotted-path": Case(_image("others-failed", dotted=True), _image_served),
     "favicon": Case(
         lambda w: get("/favicon.ico"),
         lambda w, response, client: _redirects_to(response, static("favicon.svg")),
@@ -894,6 +1005,12 @@ CASES: dict[str, Case] = {
     ),
     "lora-download-page": Case(
         lambda w: get(reverse("generation:lora-download", args=[w.lora.key]), {"as": "diffusers"}),
+        _download,
+    ),
+    "lora-download-page-private": Case(
+        lambda w: get(
+            reverse("generation:lora-download", args=[w.private_lora.key]), {"as": "diffusers"}
+        ),
         _download,
     ),
     # pages: review
@@ -997,6 +1114,12 @@ CASES: dict[str, Case] = {
         ok=(302,),
         writes=True,
     ),
+    "admin-retrain-genre-model": Case(
+        lambda w: post(reverse("admin:labelling_genremodelversion_retrain")),
+        _genre_training_queued,
+        ok=(302,),
+        writes=True,
+    ),
     "admin-lora-evict-to-budget": Case(
         _admin_action(
             "admin:generation_loracacheentry_changelist", "evict_to_budget", lambda w: w.lora
@@ -1004,6 +1127,23 @@ CASES: dict[str, Case] = {
         _lora_evicted,
         ok=(302,),
         writes=True,
+    ),
+    # API: tokens
+    "api-token": Case(
+        lambda w: api(
+            "post",
+            reverse("api-token"),
+            {"username": (w.actor or w.olga).username, "password": PASSWORD},
+        ),
+        _token_issued,
+        writes=True,
+    ),
+    "api-token-revoke": Case(
+        lambda w: api("delete", reverse("api-token")),
+        _token_revoked,
+        ok=(204,),
+        writes=True,
+        needs=lambda w: w.actor and Token.objects.create(user=w.actor),
     ),
     # API: catalog
     "api-root": Case(lambda w: get("/api/"), api_ok(lambda w, p: "artworks" in p)),
@@ -1186,15 +1326,23 @@ CASES: dict[str, Case] = {
     # API: LoRA cache
     "api-loras": Case(
         lambda w: get("/api/loras/"),
-        api_ok(lambda w, p: [e["key"] for e in p["results"]] == [w.lora.key]),
-        needs=lambda w: w.lora,
+        api_ok(_loras_visible),
+        needs=lambda w: (w.lora, w.private_lora),
     ),
     "api-lora": Case(
         lambda w: get(f"/api/loras/{w.lora.key}/"),
         api_ok(lambda w, p: p["status"] == "ready"),
     ),
+    "api-lora-private": Case(
+        lambda w: get(f"/api/loras/{w.private_lora.key}/"),
+        api_ok(lambda w, p: p["status"] == "ready"),
+    ),
     "api-lora-download": Case(
         lambda w: get(f"/api/loras/{w.lora.key}/download/", {"as": "diffusers"}), _download
+    ),
+    "api-lora-download-private": Case(
+        lambda w: get(f"/api/loras/{w.private_lora.key}/download/", {"as": "diffusers"}),
+        _download,
     ),
     "api-lora-create": Case(
         lambda w: api("post", "/api/loras/", {"key": "x"}), needs=lambda w: w.lora
@@ -1260,14 +1408,6 @@ def world(request, catalog, settings, tmp_path):
     return lambda role: World(role, settings, made)
 
 
-@pytest.fixture
-def media_served_from_tmp(settings, monkeypatch):
-    """The media URL pattern captured MEDIA_ROOT at import; point it at this test's."""
-    for pattern in get_resolver().url_patterns:
-        if isinstance(pattern, URLPattern) and pattern.callback is serve:
-            monkeypatch.setitem(pattern.default_args, "document_root", settings.MEDIA_ROOT)
-
-
 def _params():
     for row in ROWS:
         for role in ROLES:
@@ -1275,7 +1415,6 @@ def _params():
                 yield pytest.param(row, role, id=f"{row.case}-{role}")
 
 
-@pytest.mark.usefixtures("media_served_from_tmp")
 @pytest.mark.parametrize(("row", "role"), list(_params()))
 def test_role_matrix(row: Row, role: str, client, world):
     case = CASES[row.case]
@@ -1327,7 +1466,7 @@ def _url_patterns(resolver=None, namespace: str = "", prefix: str = ""):
             continue
         if namespace == "admin" or namespace.startswith("admin:"):
             key = ADMIN
-        elif pattern.callback is serve:
+        elif pattern.callback is media_view:
             key = "media"
         elif pattern.name:
             key = f"{namespace}:{pattern.name}" if namespace else pattern.name

@@ -810,17 +810,25 @@ def read_lora_metadata(path: str | Path) -> dict:
     return info
 
 
-def export_lora(path: str | Path, fmt: str, out: Path) -> Path:
+def export_lora(path: str | Path, fmt: str, out: Path, *, name: str | None = None) -> Path:
     """Write the LoRA at `path` as `fmt`: "diffusers" (as saved) or "kohya".
+
+    `name` (kohya): the name A1111 and ComfyUI know the LoRA by, written as
+    `ss_output_name` (A1111's alias; give the file the same stem, `<name>.safetensors`,
+    so `<lora:name:w>` resolves either way). The kohya file also carries
+    `sshs_model_hash`, the kohya-ss / A1111 hash of its tensors (SHA-256 of the bytes after
+    the safetensors header: `provenance.safetensors_data_hash`), which A1111 shows,
+    shortened to 12 digits, under "Lora hashes" (Civitai's AutoV3).
 
     "kohya" is the A1111 / ComfyUI / kohya-ss naming for SD 1.x
     (`lora_unet_<module>.lora_down.weight`, `lora_te_<module>...`, `<module>.alpha`),
     converted with diffusers' `convert_unet_state_dict_to_peft` +
     `convert_state_dict_to_kohya`. Limits: only the LoRA A/B matrices and alphas are
     written (no DoRA magnitudes, no kohya training metadata beyond `ss_network_dim`/
-    `ss_network_alpha`/`ss_base_model_version`); the UNet keeps diffusers module names
-    (as kohya-ss itself does for SD 1.x); the per-module alpha is the trained alpha (diffusers'
-    converter writes alpha = rank, which would make the LoRA 32x too strong).
+    `ss_network_alpha`/`ss_base_model_version`/`ss_output_name`/`sshs_model_hash`); the UNet
+    keeps diffusers module names (as kohya-ss itself does for SD 1.x); the per-module alpha
+    is the trained alpha (diffusers' converter writes alpha = rank, which would make the
+    LoRA 32x too strong).
     """
     import torch
     from diffusers.utils import (
@@ -829,7 +837,9 @@ def export_lora(path: str | Path, fmt: str, out: Path) -> Path:
         convert_unet_state_dict_to_peft,
     )
     from safetensors import safe_open
-    from safetensors.torch import save_file
+    from safetensors.torch import save, save_file
+
+    from .provenance import safetensors_data_hash
 
     path, out = Path(path), Path(out)
     if fmt not in ("diffusers", "kohya"):
@@ -872,13 +882,19 @@ def export_lora(path: str | Path, fmt: str, out: Path) -> Path:
             if alpha is not None:
                 renamed[key] = torch.tensor(float(alpha))
     training = info.get("training") or {}
+    tensors = {k: v.contiguous() for k, v in renamed.items()}
     kohya_meta = {
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(training.get("rank", "")),
         "ss_network_alpha": str(training.get("alpha", "")),
         "ss_base_model_version": "sd_v1",
+        # The header (metadata included) is not hashed: the same tensors serialised
+        # without metadata give the data bytes of the file written below.
+        "sshs_model_hash": safetensors_data_hash(save(tensors)),
         METADATA_KEY: metadata.get(METADATA_KEY, "{}"),
     }
+    if name:
+        kohya_meta["ss_output_name"] = name
     with atomic_path(out, ".safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in renamed.items()}, str(tmp), metadata=kohya_meta)
+        save_file(tensors, str(tmp), metadata=kohya_meta)
     return out

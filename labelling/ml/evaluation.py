@@ -113,6 +113,66 @@ def classification_report(
     }
 
 
+def precision_coverage(
+    confidences, correct, *, target_precision: float = 0.97, points: int = 20
+) -> dict[str, Any]:
+    """How precise the labels are when only those at or above a confidence threshold are
+    kept, and how many are kept.
+
+    `curve`: for thresholds at the 0, 1/points, ..., 1 quantiles of the confidences (and
+    the target), {threshold, coverage, precision, n}. `best`: the lowest threshold at
+    which the kept labels reach `target_precision` (the largest coverage that still does),
+    or None. Choosing it on the data it is measured on flatters it: apply a threshold
+    chosen elsewhere with `at_threshold`.
+    """
+    conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
+    ok = np.asarray(correct, dtype=bool).reshape(-1)
+    if conf.shape != ok.shape:
+        raise LabellingInputError("confidences and correct differ in length")
+    n = conf.size
+    out: dict[str, Any] = {"n": int(n), "target_precision": target_precision, "curve": []}
+    if n == 0:
+        out["best"] = None
+        return out
+    order = np.argsort(-conf, kind="stable")
+    sorted_conf, hits = conf[order], np.cumsum(ok[order])
+    # Ties: a threshold keeps every label at or above it, so only the last position of
+    # each run of equal confidences is a possible cut.
+    last = np.r_[sorted_conf[1:] != sorted_conf[:-1], True]
+    kept = np.arange(1, n + 1)[last]
+    precision = hits[last] / kept
+    thresholds = sorted_conf[last]
+    reaching = np.flatnonzero(precision >= target_precision)
+    if len(reaching):
+        i = int(reaching[-1])
+        out["best"] = {
+            "threshold": float(thresholds[i]),
+            "coverage": float(kept[i] / n),
+            "precision": float(precision[i]),
+            "n": int(kept[i]),
+        }
+    else:
+        out["best"] = None
+    quantiles = np.unique(np.quantile(conf, np.linspace(0, 1, points + 1)))
+    for threshold in sorted({*quantiles.tolist()}, reverse=True):
+        out["curve"].append(at_threshold(conf, ok, float(threshold)))
+    return out
+
+
+def at_threshold(confidences, correct, threshold: float) -> dict[str, Any]:
+    """Coverage and precision of the labels whose confidence is at least `threshold`."""
+    conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
+    ok = np.asarray(correct, dtype=bool).reshape(-1)
+    keep = conf >= threshold
+    kept = int(keep.sum())
+    return {
+        "threshold": float(threshold),
+        "coverage": _ratio(kept, conf.size),
+        "precision": _ratio(ok[keep].sum(), kept),
+        "n": kept,
+    }
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 

@@ -13,6 +13,8 @@ On disk, under one root folder::
           slots.npz, content.npy   slot indexes only: label look-up tables, and the
                                    content blocks in label-combination order
 
+      OVERLAY.npz                  rows changed since a version was built (see below)
+
 Builds never touch the served version: a build writes a temporary folder inside `root`,
 fsyncs it, renames it into `versions/`, and only then replaces `CURRENT` with
 `os.replace` (atomic on POSIX). A failure at any point leaves `CURRENT` naming the old
@@ -22,6 +24,15 @@ serving a pruned version keep working, since their mapped files stay alive until
 `IndexStore.current()` is what a web or worker process calls per request: it loads the
 current version once (memory-mapped with `IO_FLAG_MMAP_IFC`, so processes share one copy in
 the page cache), then at most once a second stats `CURRENT` and swaps in a newer version.
+
+The overlay: a curator's correction changes an artwork's genre block, and waiting for a
+rebuild would leave search and "similar artworks" wrong for minutes. `overlay_write` puts
+the artwork's new vector into `root/OVERLAY.npz` (merged under a file lock, replaced
+atomically); every `IndexStore` notices the file when it checks `CURRENT` (at most once a
+second) and its `LoadedIndex` then searches the version without those rows and scores
+their new vectors exactly, merging both. An entry applies to a version built from data
+read before the entry was stamped (`snapshot_at` in meta.json, less a margin for clocks:
+an entry the version already holds changes nothing); older entries are dropped.
 
 Vectors are expected L2-normalised (see `fusion.py`): inner product is the score.
 
@@ -61,6 +72,12 @@ GPU_MODES = ("auto", "always", "never")
 CURRENT_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
 TMP_PREFIX = ".tmp-"
+OVERLAY_FILE = "OVERLAY.npz"
+OVERLAY_LOCK = ".overlay.lock"
+# An overlay entry stamped up to this long before a version's snapshot still applies to
+# it (it can only repeat what the version holds), so hosts whose clocks differ by less
+# never lose a correction.
+OVERLAY_MARGIN_SECONDS = 120.0
 IVF_TARGET_RECALL = 0.95
 SLOT_LAYOUT = 3  # version of the slot index layout; older slot indexes must be rebuilt
 SLOT_PQ_MIN = 4096  # fewer distinct content vectors: exact flat content index
@@ -418,6 +435,36 @@ def _fsync_dir(path: Path) -> None:
         _fsync_file(path)
 
 
+def _write_neighbours(
+    folder: Path,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    k: int,
+    blocks: int,
+    blind: int | None,
+    report: Callable[[float], None],
+) -> None:
+    """`neighbours.npy`: (n, k) catalog ids of each row's nearest other rows, searched in
+    the version just written (so every index kind finds them as its searches would)."""
+    loaded = LoadedIndex.open(folder)
+    n, d = vectors.shape
+    width = d // blocks
+    out = np.full((n, k), -1, dtype=np.int64)
+    step = 1024
+    for start in range(0, n, step):
+        queries = np.array(vectors[start : start + step], dtype=np.float32, copy=True)
+        if blind is not None:
+            queries[:, blind * width : (blind + 1) * width] = 0
+        _scores, found = loaded.search(queries, k + 1)
+        for j, row in enumerate(found):
+            own = ids[start + j]
+            keep = [int(i) for i in row if i >= 0 and i != own][:k]
+            out[start + j, : len(keep)] = keep
+        report(min(1.0, (start + step) / n))
+    np.save(folder / "neighbours.npy", out)
+    _fsync_file(folder / "neighbours.npy")
+
+
 def _write_version_files(
     folder: Path, index, vectors: np.ndarray, ids: np.ndarray, meta: dict[str, Any]
 ) -> None:
@@ -503,6 +550,9 @@ def build_index(
     meta: dict | None = None,
     keep: int = 3,
     blocks: int = 0,
+    snapshot_at: float | None = None,
+    neighbours: int = 0,
+    neighbours_blind_block: int | None = None,
 ) -> IndexInfo:
     """Build an index of `vectors` (rows for catalog `ids`) as a new version under `root`.
 
@@ -516,7 +566,16 @@ def build_index(
     `blocks=4` declares MythraGen's fused layout [content, genre, artist, style] (equal
     blocks): then "auto" above `exact_max` picks "slots", a slot-decomposed index (see
     `LoadedIndex._slot_search`) instead of plain HNSW.
+
+    `snapshot_at` (a Unix time, default now) is when the caller began reading the data
+    the vectors came from: overlay entries stamped before it are in the version already.
+
+    `neighbours` > 0 stores each row's nearest rows (`neighbours.npy`, catalog ids), found
+    with block `neighbours_blind_block` of its query zeroed (MythraGen: the genre block,
+    so an artwork's own label never pulls in neighbours that share it; the lists then stay
+    valid whatever genres change until the next build). See `LoadedIndex.neighbours_of`.
     """
+    snapshot_at = time.time() if snapshot_at is None else float(snapshot_at)
     started = time.perf_counter()
     report = progress or (lambda stage, fraction: None)
     if keep < 1:
@@ -558,8 +617,10 @@ def build_index(
         "metric": "inner_product",
         "params": {**params, "exact_max": exact_max},
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "snapshot_at": snapshot_at,
         "build_seconds": round(build_seconds, 4),
         "faiss_version": getattr(faiss, "__version__", "unknown"),
+        "neighbours": {"k": int(neighbours), "blind_block": neighbours_blind_block},
         "gpu": {
             "use_gpu": use_gpu,
             "gpus_at_build": gpus,
@@ -578,6 +639,16 @@ def build_index(
         _write_version_files(tmp, index, vectors, ids, full_meta)
         if slot_tables is not None:
             _write_slot_tables(tmp, slot_tables, vectors)
+        if neighbours > 0:
+            _write_neighbours(
+                tmp,
+                vectors,
+                ids,
+                neighbours,
+                blocks or 1,
+                neighbours_blind_block,
+                lambda f: report("neighbours", 0.8 + 0.15 * f),
+            )
         os.rename(tmp, final)
         renamed = True
         _fsync_dir(root / VERSIONS_DIR)
@@ -588,12 +659,196 @@ def build_index(
         if renamed and read_current(root) != version:
             shutil.rmtree(final, ignore_errors=True)
         raise
+    overlay_compact(root)
     pruned = prune_versions(root, keep)
     if pruned:
         logger.info("Pruned old index versions: %s", ", ".join(pruned))
     seconds = time.perf_counter() - started
     report("done", 1.0)
     return IndexInfo(version=version, path=final, kind=chosen, n=n, d=d, seconds=seconds)
+
+
+# ---------------------------------------------------------------------------------------
+# The overlay: vectors changed since the served version was built
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Entries of `root/OVERLAY.npz`: per artwork its newest vector, the order key that
+    made it the newest (the artwork's label version) and when it was written."""
+
+    ids: np.ndarray  # int64 (m,)
+    vectors: np.ndarray  # float32 (m, d)
+    keys: np.ndarray  # int64 (m,)
+    stamps: np.ndarray  # float64 (m,), Unix time
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def overlay_read(root: Path) -> Overlay | None:
+    """The overlay of `root`, or None when there is none (or it cannot be read)."""
+    path = Path(root) / OVERLAY_FILE
+    try:
+        with np.load(path) as data:
+            return Overlay(
+                ids=np.asarray(data["ids"], dtype=np.int64),
+                vectors=np.asarray(data["vectors"], dtype=np.float32),
+                keys=np.asarray(data["keys"], dtype=np.int64),
+                stamps=np.asarray(data["stamps"], dtype=np.float64),
+            )
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # a torn or foreign file: serve the versions as built
+        logger.warning("Could not read the index overlay %s: %s", path, exc)
+        return None
+
+
+def _snapshot_of_current(root: Path) -> float | None:
+    name = read_current(root)
+    if name is None:
+        return None
+    try:
+        meta = json.loads((root / VERSIONS_DIR / name / "meta.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = meta.get("snapshot_at")
+    return float(value) if value is not None else None
+
+
+@contextlib.contextmanager
+def _overlay_locked(root: Path):
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / OVERLAY_LOCK, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _overlay_store(root: Path, overlay: Overlay) -> None:
+    tmp = root / f"{TMP_PREFIX}{OVERLAY_FILE}-{os.getpid()}-{threading.get_ident()}"
+    with open(tmp, "wb") as fh:
+        np.savez(
+            fh, ids=overlay.ids, vectors=overlay.vectors, keys=overlay.keys, stamps=overlay.stamps
+        )
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, root / OVERLAY_FILE)
+    _fsync_dir(root)
+
+
+def _overlay_live(root: Path, overlay: Overlay | None) -> Overlay | None:
+    """Without the entries the current version already holds."""
+    if overlay is None or not len(overlay):
+        return None
+    snapshot = _snapshot_of_current(root)
+    if snapshot is None:
+        return overlay
+    keep = overlay.stamps >= snapshot - OVERLAY_MARGIN_SECONDS
+    if keep.all():
+        return overlay
+    if not keep.any():
+        return None
+    return Overlay(
+        overlay.ids[keep], overlay.vectors[keep], overlay.keys[keep], overlay.stamps[keep]
+    )
+
+
+def overlay_write(
+    root: Path,
+    ids: np.ndarray,
+    vectors: np.ndarray | None,
+    keys: np.ndarray,
+    *,
+    stamp: float | None = None,
+) -> int:
+    """Record artworks' new vectors (or, with `vectors` None, forget their entries: a
+    rebuild will carry them) in `root`'s overlay; return how many entries it holds.
+
+    Per artwork the entry with the larger key wins (the caller passes the artwork's label
+    version, which every change increments), so two writers finishing in either order
+    leave the newer vector. Entries the current version already holds are dropped.
+    Serialised by a lock file; readers see the old file or the new one, never a mix.
+    """
+    root = Path(root)
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+    if keys.shape != ids.shape:
+        raise ValueError("ids and keys differ in length")
+    if vectors is not None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != ids.shape[0]:
+            raise ValueError(f"vectors must be ({ids.shape[0]}, d), got {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise ValueError("vectors contain NaN or infinite values")
+    stamp = time.time() if stamp is None else float(stamp)
+    with _overlay_locked(root):
+        old = _overlay_live(root, overlay_read(root))
+        entries: dict[int, tuple[int, float, np.ndarray]] = {}
+        if old is not None:
+            if vectors is not None and old.vectors.shape[1] != vectors.shape[1]:
+                old = None  # another dimension: a new space replaced the old vectors
+            else:
+                for i, key, st, vec in zip(old.ids, old.keys, old.stamps, old.vectors, strict=True):
+                    entries[int(i)] = (int(key), float(st), vec)
+        for n, artwork_id in enumerate(ids.tolist()):
+            held = entries.get(artwork_id)
+            if vectors is None:
+                if held is not None and held[0] <= keys[n]:
+                    del entries[artwork_id]
+            elif held is None or held[0] <= keys[n]:
+                entries[artwork_id] = (int(keys[n]), stamp, vectors[n])
+        if entries:
+            order = sorted(entries)
+            d = len(next(iter(entries.values()))[2])
+            overlay = _overlay_live(
+                root,
+                Overlay(
+                    ids=np.asarray(order, dtype=np.int64),
+                    vectors=np.stack([entries[i][2] for i in order])
+                    .astype(np.float32)
+                    .reshape(-1, d),
+                    keys=np.asarray([entries[i][0] for i in order], dtype=np.int64),
+                    stamps=np.asarray([entries[i][1] for i in order], dtype=np.float64),
+                ),
+            )
+        else:
+            overlay = None
+        if overlay is not None:
+            _overlay_store(root, overlay)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                (root / OVERLAY_FILE).unlink()
+        return 0 if overlay is None else len(overlay)
+
+
+def overlay_compact(root: Path) -> int:
+    """Drop the overlay entries the current version holds (after a build); return how
+    many are left."""
+    root = Path(root)
+    if not (root / OVERLAY_FILE).exists():
+        return 0
+    with _overlay_locked(root):
+        live = _overlay_live(root, overlay_read(root))
+        if live is None:
+            with contextlib.suppress(FileNotFoundError):
+                (root / OVERLAY_FILE).unlink()
+            return 0
+        _overlay_store(root, live)
+        return len(live)
+
+
+@dataclass(frozen=True)
+class _AppliedOverlay:
+    """An overlay as one version applies it: its rows there, their vectors, and a mask."""
+
+    rows: np.ndarray  # int64, sorted
+    vectors: np.ndarray  # float32 (r, d)
+    mask: np.ndarray  # bool (n,): True where a row is overlaid
 
 
 # ---------------------------------------------------------------------------------------
@@ -667,6 +922,18 @@ def _expand(ptr: np.ndarray, members: np.ndarray, groups: np.ndarray):
     return members[positions].astype(np.int64), owner
 
 
+def _merge_hits(scores_a, ids_a, scores_b, ids_b, k) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the k best of two hit lists (scores desc, ties by id)."""
+    scores = np.concatenate([scores_a, scores_b], axis=1)
+    ids = np.concatenate([ids_a, ids_b], axis=1)
+    k = min(k, scores.shape[1])
+    order = np.lexsort((ids, -scores), axis=1)[:, :k]
+    return (
+        np.take_along_axis(scores, order, axis=1).astype(np.float32, copy=False),
+        np.take_along_axis(ids, order, axis=1),
+    )
+
+
 @dataclass
 class LoadedIndex:
     """One version of the index, memory-mapped and ready to search. Thread-safe for search.
@@ -721,6 +988,9 @@ class LoadedIndex:
     slot_content_candidates: int = 200
     # At most this many rows are re-scored by the threshold step of one slot search.
     slot_expand_max: int = 30_000
+    # Rows changed since the build (see the module docstring); set by `apply_overlay`.
+    _overlay: _AppliedOverlay | None = field(default=None, repr=False)
+    _neighbours: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: Path, *, use_gpu: str | None = None) -> LoadedIndex:
@@ -783,6 +1053,11 @@ class LoadedIndex:
             if content.shape != (n, d // 4):
                 raise ValueError(f"{path}: content.npy disagrees with meta.json")
             loaded._content = content.view(np.ndarray)  # plain array view: faster indexing
+        if (path / "neighbours.npy").is_file():
+            table = np.load(path / "neighbours.npy", mmap_mode="r")
+            if table.shape[0] != n:
+                raise ValueError(f"{path}: neighbours.npy disagrees with meta.json")
+            loaded._neighbours = table
         mode = use_gpu or meta.get("gpu", {}).get("use_gpu", "auto")
         if mode != "never" and kind == "flat" and n > 0 and _gpu_count() > 0:
             loaded._to_gpu()
@@ -836,21 +1111,74 @@ class LoadedIndex:
         return np.unique(rows[rows >= 0])
 
     def vector_of(self, artwork_id: int) -> np.ndarray | None:
-        """A copy of the stored vector of one artwork, or None if it is not indexed."""
+        """A copy of the vector of one artwork (its overlay entry when it changed since the
+        build), or None if it is not indexed."""
         row = int(self._rows_of(np.array([artwork_id]))[0])
         if row < 0:
             return None
-        return np.array(self.vectors[row], dtype=np.float32)
+        return self.vectors_of([artwork_id])[0]
 
     def vectors_of(self, artwork_ids) -> np.ndarray:
-        """Copies of the stored vectors of the given artworks, in order (all indexed)."""
+        """Copies of the vectors of the given artworks, in order (all indexed); overlaid
+        rows give their new vectors."""
         rows = self._rows_of(np.asarray(artwork_ids, dtype=np.int64))
         if (rows < 0).any():
             raise KeyError("some artworks are not in this index version")
         order = np.argsort(rows)  # read the mapped file in order
         out = np.empty((len(rows), self.d), dtype=np.float32)
         out[order] = self.vectors[rows[order]]
+        overlay = self._overlay
+        if overlay is not None:
+            changed = overlay.mask[rows]
+            if changed.any():
+                at = np.searchsorted(overlay.rows, rows[changed])
+                out[changed] = overlay.vectors[at]
         return out
+
+    def neighbours_of(self, artwork_ids) -> np.ndarray | None:
+        """(m, k) catalog ids of each artwork's nearest neighbours as found when the
+        version was built (-1: none, or the artwork is not indexed), or None when the
+        version stores none (see `build_index`'s `neighbours`)."""
+        table = self._neighbours
+        if table is None:
+            return None
+        rows = self._rows_of(np.asarray(artwork_ids, dtype=np.int64))
+        out = np.full((len(rows), table.shape[1]), -1, dtype=np.int64)
+        inside = rows >= 0
+        out[inside] = table[rows[inside]]
+        return out
+
+    @property
+    def snapshot_at(self) -> float | None:
+        value = self.meta.get("snapshot_at")
+        return float(value) if value is not None else None
+
+    @property
+    def overlaid(self) -> int:
+        """How many rows are served from the overlay."""
+        overlay = self._overlay
+        return 0 if overlay is None else len(overlay.rows)
+
+    def apply_overlay(self, overlay: Overlay | None) -> None:
+        """Serve the overlay's entries that are newer than this version (and of its rows)."""
+        applied = None
+        if overlay is not None and len(overlay) and overlay.vectors.shape[1] == self.d:
+            keep = np.ones(len(overlay), dtype=bool)
+            if self.snapshot_at is not None:
+                keep = overlay.stamps >= self.snapshot_at - OVERLAY_MARGIN_SECONDS
+            rows = self._rows_of(overlay.ids)
+            keep &= rows >= 0
+            if keep.any():
+                order = np.argsort(rows[keep], kind="stable")
+                picked = rows[keep][order]
+                mask = np.zeros(self.n, dtype=bool)
+                mask[picked] = True
+                applied = _AppliedOverlay(
+                    rows=picked.astype(np.int64),
+                    vectors=np.ascontiguousarray(overlay.vectors[keep][order], dtype=np.float32),
+                    mask=mask,
+                )
+        self._overlay = applied  # one assignment: searches see the old or the new one
 
     def set_ef_search(self, ef: int) -> None:
         """HNSW search breadth (higher: better recall, slower). No effect on other kinds."""
@@ -874,11 +1202,33 @@ class LoadedIndex:
         if k < 1:
             raise ValueError("k must be at least 1")
         q = _as_queries(queries, self.d)
-        if allowed_ids is None:
-            return self._search_all(q, k)
+        overlay = self._overlay  # one snapshot for the whole search
+        if overlay is None:
+            if allowed_ids is None:
+                return self._search_all(q, k)
+            return self._search_mask(q, k, self._mask_of(allowed_ids))
+        # Overlaid rows: the version's copy is out of date, so it is searched without them,
+        # and their new vectors are scored exactly and merged in.
+        allowed = None if allowed_ids is None else self._mask_of(allowed_ids)
+        base = ~overlay.mask if allowed is None else allowed & ~overlay.mask
+        scores, ids = self._search_mask(q, k, base)
+        extra = np.ones(len(overlay.rows), bool) if allowed is None else allowed[overlay.rows]
+        if not extra.any():
+            return scores, ids
+        extra_scores = (q @ overlay.vectors[extra].T).astype(np.float32)
+        extra_ids = np.broadcast_to(
+            np.asarray(self.ids)[overlay.rows[extra]], extra_scores.shape
+        ).astype(np.int64)
+        return _merge_hits(scores, ids, extra_scores, extra_ids, k)
+
+    def _mask_of(self, allowed_ids) -> np.ndarray:
         rows = self._rows_of(allowed_ids)
         mask = np.zeros(self.n, dtype=bool)
         mask[rows[rows >= 0]] = True
+        return mask
+
+    def _search_mask(self, q, k, mask) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k among the rows where `mask` is True: (scores, catalog ids)."""
         count = int(mask.sum())
         if count == 0:
             m = q.shape[0]
@@ -1091,6 +1441,7 @@ class IndexStore:
         self._signature: tuple[int, int, int] | None = None
         self._last_check = -math.inf
         self._failed_version: str | None = None
+        self._overlay_signature: tuple | None = None
         self._lock = threading.Lock()
 
     def current(self) -> LoadedIndex | None:
@@ -1100,16 +1451,38 @@ class IndexStore:
         with self._lock:
             if time.monotonic() - self._last_check >= self.check_interval:
                 self._refresh()
+                self._refresh_overlay()
                 self._last_check = time.monotonic()
             return self._loaded
 
     def reload(self) -> LoadedIndex | None:
-        """Check `CURRENT` now, whatever the interval."""
+        """Check `CURRENT` and the overlay now, whatever the interval."""
         with self._lock:
             self._signature = None
+            self._overlay_signature = None
             self._refresh()
+            self._refresh_overlay()
             self._last_check = time.monotonic()
             return self._loaded
+
+    def _refresh_overlay(self) -> None:
+        """Apply `OVERLAY.npz` to the loaded version when the file or the version changed."""
+        loaded = self._loaded
+        if loaded is None:
+            return
+        try:
+            st = (self.root / OVERLAY_FILE).stat()
+            file_signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            file_signature = None
+        signature = (loaded.version, file_signature)
+        if signature == self._overlay_signature:
+            return
+        overlay = overlay_read(self.root) if file_signature is not None else None
+        loaded.apply_overlay(overlay)
+        self._overlay_signature = signature
+        if loaded.overlaid:
+            logger.info("Index %s: %d rows from the overlay", loaded.version, loaded.overlaid)
 
     def _refresh(self) -> None:
         current_file = self.root / CURRENT_FILE

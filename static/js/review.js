@@ -7,6 +7,9 @@
   });
   var position = 0;
   var busy = false;
+  // What happened to each item: "reviewed" (a label saved) or "skipped" (n): the queue
+  // shows them apart.
+  var outcome = [];
 
   function csrf() {
     var m = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
@@ -19,10 +22,12 @@
   }
   function highlight() {
     document.querySelectorAll("#queue li").forEach(function (li, i) {
-      li.className = i === position ? "active" : (i < position ? "done" : "");
+      li.className = i === position ? "active" : (i < position ? "done " + (outcome[i] || "skipped") : "");
+      if (i < position) { li.title = outcome[i] === "reviewed" ? "reviewed" : "skipped (not changed)"; }
     });
   }
-  function loadNext() {
+  function loadNext(how) {
+    outcome[position] = how;
     position += 1;
     highlight();
     if (position >= queue.length) {
@@ -54,7 +59,12 @@
       }
       var art = res.data.artwork, label = res.data.label;
       document.getElementById("current-genre").textContent = art.genre ? art.genre.replace(/_/g, " ") : "none";
-      document.getElementById("current-source").textContent = "Curator";
+      var source = document.getElementById("current-source");
+      source.textContent = "Curator";
+      source.className = "src src-curator";
+      // A curator's label has no model confidence: the model's number no longer applies.
+      var confidence = document.getElementById("current-confidence");
+      if (confidence) { confidence.textContent = "confirmed by you"; }
       document.querySelectorAll(".genre-key").forEach(function (key) {
         key.classList.toggle("current", key.dataset.genre === art.genre);
       });
@@ -66,7 +76,7 @@
       });
       document.querySelector("#history tbody").appendChild(row);
       say("Saved: " + (art.genre || "no genre") + ". Next…", false);
-      setTimeout(loadNext, 700);
+      setTimeout(function () { loadNext("reviewed"); }, 700);
     }).catch(function (err) { busy = false; say(String(err), true); });
   }
   document.addEventListener("click", function (ev) {
@@ -84,7 +94,7 @@
     } else if (ev.key === "a") {
       ev.preventDefault(); send("accept", {});
     } else if (ev.key === "n" || ev.key === "ArrowRight") {
-      ev.preventDefault(); busy = true; loadNext();
+      ev.preventDefault(); busy = true; loadNext("skipped");
     }
   });
 })();

@@ -33,8 +33,9 @@ def _labels(art: Artwork) -> str:
 
 
 def _submit(page, expect_status: int | tuple[int, ...] = 200) -> int:
+    # A prompt search is a GET: the URL holds the prompt and the filters.
     with page.expect_response(
-        lambda r: r.url.endswith("/search/") and r.request.method == "POST"
+        lambda r: "/search/?" in r.url and r.request.method == "GET"
     ) as response:
         page.click("#search-form button[type=submit]")
     page.wait_for_load_state()
@@ -116,5 +117,57 @@ def test_search_by_prompt_restrict_and_refuse_an_empty_prompt(
     assert page.query_selector(".results .card") is None
     screenshot(page, "search-no-words")
 
-    refused = f"HTTP 400 {live_server.url}/search/"  # the two refused searches above
-    assert [e for e in page_errors if e != refused] == []
+    refused = f"HTTP 400 {live_server.url}/search/?"  # the two refused searches above
+    assert [e for e in page_errors if not e.startswith(refused)] == []
+
+
+def test_search_is_a_link_that_can_be_shared_and_reloaded(
+    live_server, indexed_demo, browser_page, page_errors
+):
+    page = browser_page
+    page.goto(f"{live_server.url}/search/")
+    page.fill("#search-form input[name=q]", PROMPT)
+    page.select_option("#search-form select[name=genre]", "landscape")
+    _submit(page)
+    url = page.url
+    assert "q=quiet+hills+by+Chiyo+Hanabusa" in url and "genre=landscape" in url, url
+    first = [h["id"] for h in _hits(page)]
+
+    # Opened as a link (a bookmark, a shared URL): the same prompt, filters and results.
+    page.goto("about:blank")
+    page.goto(url)
+    assert page.input_value("#search-form input[name=q]") == PROMPT
+    assert page.input_value("#search-form select[name=genre]") == "landscape"
+    assert [h["id"] for h in _hits(page)] == first
+    # A reload re-sends nothing: no "resubmit the form?" (a GET is safe to repeat).
+    page.reload()
+    assert [h["id"] for h in _hits(page)] == first
+    assert "Search" in page.title() and PROMPT in page.title()
+
+    # ?q= from anywhere fills the field and searches.
+    page.goto(f"{live_server.url}/search/?q=a+portrait")
+    assert page.input_value("#search-form input[name=q]") == "a portrait"
+    assert "genre: portrait" in page.inner_text(".results .result-count")
+    # How each name was read is on the page.
+    evidence = page.inner_text("#search-evidence")
+    assert "genre word “portrait”" in evidence, evidence
+
+    # A name the catalog lacks is said, not dropped silently.
+    page.goto(f"{live_server.url}/search/?q=a+harbour+at+dawn+by+Claude+Monet")
+    notices = page.inner_text("#search-notices")
+    assert "“Claude Monet” is not an artist in the catalog" in notices, notices
+    screenshot(page, "search-unknown-artist")
+
+    # The examples the page gives are made of this catalog's names.
+    page.goto(f"{live_server.url}/search/")
+    example = page.inner_text(".results .empty em")
+    from catalog.models import Artist
+
+    assert any(a.name in example for a in Artist.objects.all()), example
+    assert "Monet" not in page.content()
+    page.click(".results .empty a")
+    page.wait_for_load_state()
+    assert page.input_value("#search-form input[name=q]") == example
+    assert page.query_selector("#search-notices") is None  # nothing unknown in it
+    assert _hits(page)
+    assert page_errors == []

@@ -158,3 +158,69 @@ def test_finished_generation_in_gallery_with_result_and_lora_downloads(
     listing = client.get("/api/loras/").json()
     rows = listing["results"] if isinstance(listing, dict) else listing
     assert {r["key"] for r in rows} >= {key} and all(r["uses"] == 1 for r in rows)
+
+
+def test_an_artist_the_catalog_lacks_is_named_not_trained_without(signed_in, imported_demo):
+    body = {"prompt": "a harbour at dawn by Claude Monet, impressionism", "seed": 1}
+    refused = signed_in.post("/api/generations/", body, content_type="application/json")
+    assert refused.status_code == 400
+    reasons = refused.json()["prompt"]
+    assert reasons[0].startswith("“Claude Monet” is not an artist in the catalog")
+    assert "without that artist" in reasons[-1]
+    assert not Generation.objects.exists()
+    # The page says the same and offers to go ahead; asked to, it does.
+    page = signed_in.post(reverse("generation:generate"), {**_form(), "prompt": body["prompt"]})
+    html = page.content.decode()
+    assert page.status_code == 400 and "“Claude Monet” is not an artist in the catalog" in html
+    assert 'name="allow_unknown_names"' in html
+    anyway = signed_in.post(
+        "/api/generations/", {**body, "allow_unknown_names": True}, content_type="application/json"
+    )
+    assert anyway.status_code == 202
+    # A prompt naming the catalog's artists has nothing to confirm.
+    ok = signed_in.post(reverse("generation:generate"), {**_form(), "prompt": PROMPT})
+    assert ok.status_code == 302
+
+
+def _form() -> dict:
+    """The generation form as the page fills it (its initial values)."""
+    from generation.forms import GenerationForm
+
+    form = GenerationForm()
+    return {
+        name: field.initial
+        for name, field in form.fields.items()
+        if field.initial is not None and name != "with_baseline"
+    }
+
+
+def test_form_api_and_command_take_the_same_defaults(
+    signed_in, imported_demo, settings, tmp_path, monkeypatch
+):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from generation import services
+
+    settings.GEN_SIZE, settings.GEN_STEPS, settings.GEN_K = 128, 12, 5
+    form = _form()
+    assert (form["width"], form["height"], form["steps"], form["k"]) == (128, 128, 12, 5)
+    api = signed_in.post(
+        "/api/generations/", {"prompt": PROMPT}, content_type="application/json"
+    ).json()
+    seen = []
+    real_request = services.generation_request
+
+    def spy(user, params, **kwargs):
+        seen.append(params)
+        return real_request(user, params, **kwargs)
+
+    monkeypatch.setattr(services, "generation_request", spy)
+    with pytest.raises(CommandError, match="no result within"):  # no worker runs here
+        call_command(
+            "generate", PROMPT, "--out", str(tmp_path), "--timeout", "0.01", stdout=StringIO()
+        )
+    (command,) = seen
+    for name in ("width", "height", "steps", "k", "guidance", "sampler", "weight_artist_style"):
+        assert getattr(command, name) == api[name] == form[name], name

@@ -5,6 +5,7 @@ and staff on the gallery, the generation pages and the API."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -114,14 +115,16 @@ def test_flagged_images_are_stored_flagged_and_shown_only_to_owner_and_staff(
     assert generation.safety["image"]["flagged"] and generation.safety["image"]["bad_concepts"]
     assert generation.safety["baseline"]["flagged"]
     # Provenance: the same verdict in the database and in each PNG; A1111's text untouched.
-    assert generation.provenance["safety_checker"] == str(flagging_checker)
+    # (Public: the checker's folder reads as its name, no server path.)
+    assert generation.provenance["safety_checker"] == flagging_checker.name
     assert generation.provenance["flagged"] is True
     assert read_png_provenance(generation.image.path) == generation.provenance
     baseline = read_png_provenance(generation.baseline_image.path)
     assert baseline["flagged"] is True and baseline["baseline_of"] == generation.pk
     parameters = read_png_parameters(generation.image.path)
     assert "Seed: 11" in parameters and "safety" not in parameters.lower()
-    # The files keep the original pixels and carry an unguessable name (media is public).
+    # The files keep the original pixels and carry an unguessable name (a second guard:
+    # generation images are served through a permission check).
     for field in (generation.image, generation.baseline_image):
         name = field.name.rsplit("/", 1)[-1]
         assert name.startswith(f"{generation.pk}-11") and len(name) > 40
@@ -149,6 +152,8 @@ def test_flagged_images_are_stored_flagged_and_shown_only_to_owner_and_staff(
             }
             assert data["safety"]["image_flagged"] and data["safety"]["notice"] == ""
             assert not any(u in str(data) for u in urls)
+        for url in urls:  # the files themselves, even with the name known
+            assert client.get(url).status_code == 404
 
     client.force_login(user)  # the owner sees both, with the notice
     gallery = client.get(reverse("generation:gallery")).content.decode()
@@ -158,13 +163,19 @@ def test_flagged_images_are_stored_flagged_and_shown_only_to_owner_and_staff(
     data = _api(client, generation)
     assert data["image"].endswith(generation.image.url) and data["withheld"] == {}
     assert data["safety"]["notice"] == NOTICE
-    assert data["safety"]["checker"] == str(flagging_checker)
+    assert data["safety"]["checker"] == flagging_checker.name  # API answers: no server path
+    for url in urls:
+        served = client.get(url)
+        assert served.status_code == 200 and served["Cache-Control"] == "private, no-store"
+        with generation.image.storage.open(url.removeprefix("/media/"), "rb") as fh:
+            assert b"".join(served.streaming_content) == fh.read()
 
     admin = get_user_model().objects.create_user("boss", "", "pw", is_staff=True)
     client.force_login(admin)
     body = client.get(reverse("generation:result", args=[generation.pk])).content.decode()
     assert all(u in body for u in urls) and "only its owner and staff" in body
     assert _api(client, generation)["withheld"] == {}
+    assert all(client.get(u).status_code == 200 for u in urls)
     assert generation in selectors.gallery_list(admin)
 
 
@@ -176,14 +187,17 @@ def test_unflagged_images_are_public_with_the_check_recorded(
     assert not generation.image_flagged and not generation.baseline_flagged
     assert generation.safety_checker == checker_on.SAFETY_CHECKER_MODEL
     assert generation.provenance["flagged"] is False
-    assert generation.provenance["safety_checker"] == checker_on.SAFETY_CHECKER_MODEL
+    assert generation.provenance["safety_checker"] == Path(checker_on.SAFETY_CHECKER_MODEL).name
     assert generation.image.name.endswith(f"/{generation.pk}-11.png")
     client.logout()
     gallery = client.get(reverse("generation:gallery")).content.decode()
     assert generation.image.url in gallery
+    served = client.get(generation.image.url)  # public and finished: anyone, cacheable
+    assert served.status_code == 200 and served["Cache-Control"].startswith("public")
     data = _api(client, generation)
     assert data["image"].endswith(generation.image.url) and data["withheld"] == {}
-    assert data["safety"]["note"] == f"safety checker on ({checker_on.SAFETY_CHECKER_MODEL})"
+    checker = Path(checker_on.SAFETY_CHECKER_MODEL).name  # answers name no server folder
+    assert data["safety"]["note"] == f"safety checker on ({checker})"
 
 
 def test_off_setting_skips_the_checker_and_says_off(

@@ -161,9 +161,16 @@ def test_bulk_page_preview_apply_and_undo(client, imported_demo, curator):
     changes = preview.context["changes"]
     assert changes and "would change" in preview.content.decode()
     ids = [str(c.artwork.pk) for c in changes[:3]]
+    versions = {f"version_{c.artwork.pk}": str(c.artwork.label_version) for c in changes[:3]}
     response = client.post(
         reverse("labelling:bulk"),
-        {"style": "Minimalism", "action": "relabel", "target": "abstract_painting", "artwork": ids},
+        {
+            "style": "Minimalism",
+            "action": "relabel",
+            "target": "abstract_painting",
+            "artwork": ids,
+            **versions,
+        },
     )
     assert response.status_code == 302
     op = BulkOperation.objects.get()
@@ -202,15 +209,42 @@ def test_bulk_page_ignores_ids_that_are_not_plain_digits(client, imported_demo, 
         reverse("labelling:bulk"),
         {"style": "Minimalism", "action": "relabel", "target": "abstract_painting"},
     )
-    first = str(preview.context["changes"][0].artwork.pk)
+    first = preview.context["changes"][0].artwork
     response = client.post(
         reverse("labelling:bulk"),
         {
             "style": "Minimalism",
             "action": "relabel",
             "target": "abstract_painting",
-            "artwork": ["²", "9" * 30, first],
+            "artwork": ["²", "9" * 30, str(first.pk)],
+            f"version_{first.pk}": str(first.label_version),
+            "version_²": "²",
         },
     )
     assert response.status_code == 302
     assert BulkOperation.objects.get().count == 1
+
+
+def test_bulk_accept_of_labels_that_stay_is_not_announced_as_change(client, imported_demo, curator):
+    """Accepting WikiArt labels changes no genre: the preview says how many are only
+    confirmed, and the API gives both counts."""
+    client.force_login(curator)
+    wikiart = Artwork.objects.filter(style__name="Pop_Art", genre_source="wikiart")
+    n = wikiart.count()
+    assert n > 3
+    page = client.get(reverse("labelling:bulk"), {"style": "Pop_Art", "action": "accept"})
+    counts = page.context["counts"]
+    assert counts == {"total": n, "genre": 0, "confirm": n}
+    text = " ".join(page.content.decode().split())
+    assert f"Preview: 0 artworks would change genre; {n} would keep their genre" in text
+    body = {"action": "accept", "filters": {"style": "Pop_Art"}, "preview": True}
+    data = _post(client, "/api/review/bulk/", body).json()
+    assert (data["count"], data["genre_changes"], data["confirmations"]) == (n, 0, n)
+    assert not any(c["changes_genre"] for c in data["changes"])
+    relabel = client.get(
+        reverse("labelling:bulk"),
+        {"style": "Pop_Art", "action": "relabel", "target": "abstract_painting"},
+    ).context["counts"]
+    already = wikiart.filter(genre__name="abstract_painting").count()
+    assert relabel["confirm"] == already and relabel["genre"] >= n - already
+    assert relabel["total"] == relabel["genre"] + relabel["confirm"]

@@ -5,7 +5,7 @@ import pytest
 
 from catalog.models import Artwork, Genre, GenreLabel, LabelSource
 from catalog.services import genre_label_add
-from labelling import selectors, services
+from labelling import genre_services, selectors, services
 from labelling.models import BulkOperation
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,7 @@ def test_zero_shot_labels_every_unlabelled_artwork_with_probabilities(
     imported_demo, tiny_labelling
 ):
     lacking = set(Artwork.objects.filter(genre__isnull=True).values_list("id", flat=True))
-    report = services.genres_label()
+    report = genre_services.genres_label(labeller="vqa")
     assert report.labelled == len(lacking) and report.remaining == 0 and report.is_tiny
     labels = GenreLabel.objects.filter(source=LabelSource.VQA)
     assert set(labels.values_list("artwork_id", flat=True)) == lacking
@@ -57,9 +57,9 @@ def test_labelling_resumes_and_respects_curators(imported_demo, tiny_labelling, 
     genre_label_add(
         lacking[0], Genre.objects.get(name="portrait"), source=LabelSource.CURATOR, user=curator
     )
-    first = services.genres_label(limit=5)
+    first = genre_services.genres_label(labeller="vqa", limit=5)
     assert first.labelled == 5
-    second = services.genres_label()
+    second = genre_services.genres_label(labeller="vqa")
     assert second.labelled == len(lacking) - 1 - 5
     assert not GenreLabel.objects.filter(artwork=lacking[0], source=LabelSource.VQA).exists()
     lacking[0].refresh_from_db()
@@ -68,24 +68,13 @@ def test_labelling_resumes_and_respects_curators(imported_demo, tiny_labelling, 
 
 def test_unknown_candidate_genre_is_refused(imported_demo, tiny_labelling):
     with pytest.raises(ValueError, match="Unknown genre"):
-        services.genres_label(genres=["portrait", "space_opera"])
+        genre_services.genres_label(genres=["portrait", "space_opera"])
 
 
 def test_missing_vqa_model_names_the_variable(imported_demo, settings, tmp_path):
     settings.VQA_MODEL = str(tmp_path / "absent")
     with pytest.raises(services.LabellingUnavailable, match="MYTHRAGEN_VQA_MODEL"):
-        services.genres_label()
-
-
-def test_evaluation_report_is_consistent(imported_demo, tiny_labelling):
-    held_out = Artwork.objects.filter(genre_split="val", genre_source="wikiart").count()
-    report = services.labelling_evaluate(sample=30)
-    n = min(30, held_out)
-    assert report["sample"] == n and report["held_out_split"] == "val" and report["is_tiny"]
-    matrix = np.array(report["confusion_matrix"])
-    assert matrix.sum() == n and 0 <= report["accuracy"] <= 1
-    assert report["accuracy"] == pytest.approx(np.trace(matrix) / n)
-    assert sum(b["count"] for b in report["calibration"]["buckets"]) == n
+        genre_services.genres_label(labeller="vqa")
 
 
 def test_two_curators_cannot_silently_overwrite_each_other(imported_demo, curator, curator2):
@@ -126,7 +115,7 @@ def test_revert_to_an_earlier_label(imported_demo, curator):
 
 
 def test_bulk_relabel_preview_apply_and_undo(imported_demo, tiny_labelling, curator):
-    services.genres_label()
+    genre_services.genres_label(labeller="vqa")
     vqa_ids = list(Artwork.objects.filter(genre_source="vqa").values_list("id", flat=True))
     before = dict(Artwork.objects.filter(pk__in=vqa_ids).values_list("id", "genre_id"))
     still_life = Genre.objects.get(name="still_life")
@@ -153,7 +142,7 @@ def test_bulk_relabel_preview_apply_and_undo(imported_demo, tiny_labelling, cura
 
 
 def test_accept_confirms_the_model_suggestion(imported_demo, tiny_labelling, curator):
-    services.genres_label(limit=1)
+    genre_services.genres_label(labeller="vqa", limit=1)
     art = Artwork.objects.get(genre_source="vqa")
     suggestion = art.genre
     services.genre_suggestion_accept(art.pk, user=curator, expected_version=art.label_version)
@@ -161,23 +150,37 @@ def test_accept_confirms_the_model_suggestion(imported_demo, tiny_labelling, cur
     assert art.genre == suggestion and art.genre_source == "curator"
 
 
-def test_correction_marks_retrieval_vectors_stale(indexed_demo, curator):
+def test_a_correction_reassembles_the_fused_vector_at_once(
+    indexed_demo, curator, django_capture_on_commit_callbacks
+):
+    from retrieval import services as retrieval
+    from retrieval.ml.index import overlay_read
     from retrieval.models import ArtworkEmbedding
 
     art = Artwork.objects.exclude(genre=None).first()
-    services.genre_label_correct(
-        art.pk,
-        Genre.objects.get(name="cityscape"),
-        user=curator,
-        expected_version=art.label_version,
-    )
-    assert ArtworkEmbedding.objects.get(artwork=art).fused_hash == ""
+    before = ArtworkEmbedding.objects.get(artwork=art).fused_hash
+    with django_capture_on_commit_callbacks(execute=True):
+        services.genre_label_correct(
+            art.pk,
+            Genre.objects.get(name="cityscape"),
+            user=curator,
+            expected_version=art.label_version,
+        )
+    after = ArtworkEmbedding.objects.get(artwork=art).fused_hash
+    assert after and after != before  # re-assembled, not left stale
+    space = retrieval.space_current()
+    overlay = overlay_read(retrieval.index_root(space))
+    assert overlay.ids.tolist() == [art.pk]
+    ids, matrix, _ = retrieval.fused_matrix(space)
+    np.testing.assert_allclose(overlay.vectors[0], matrix[ids.tolist().index(art.pk)], atol=1e-6)
+    art.refresh_from_db()
+    assert overlay.keys.tolist() == [art.label_version]
 
 
 def test_review_queue_orders_low_confidence_and_disagreeing_neighbours_first(
     indexed_demo, tiny_labelling
 ):
-    services.genres_label()
+    genre_services.genres_label(labeller="vqa")
     items = selectors.review_queue(limit=200)
     assert items and items == sorted(items, key=lambda it: -it.priority)
     vqa = [it for it in items if it.artwork.genre_source == "vqa"]

@@ -146,7 +146,29 @@ def test_search_page_renders_results(client, indexed_demo):
     html = response.content.decode()
     assert response.status_code == 200
     assert html.count('class="card"') == 6 and "artist: Bruno Okafor" in html
-    assert '<span class="src">genre: still life</span>' in html  # shown as people read it
+    # Shown as people read it, with why the words were read as that name.
+    assert '<span class="src" title="genre word “still life”">genre: still life</span>' in html
+    assert "<li>artist <strong>Bruno Okafor</strong>: full name “Bruno Okafor”</li>" in html
+
+
+def test_search_page_names_what_the_catalog_lacks_and_follows_the_artist(client, indexed_demo):
+    html = client.get(
+        reverse("retrieval:search"), {"q": "a harbour at dawn by Claude Monet, surrealism"}
+    ).content.decode()
+    assert "“Claude Monet” is not an artist in the catalog" in html
+    assert "“surrealism” is not one of the catalog&#x27;s 27 styles" in html
+    # Chiyo Hanabusa paints Ukiyo-e and Impressionism, never Pop Art: the artist leads.
+    response = client.get("/api/search/", {"q": "pop art hills by Chiyo Hanabusa", "k": 5})
+    data = response.json()
+    assert [(r["slot"], r["name"]) for r in data["recognised"]] == [("artist", "Chiyo Hanabusa")]
+    assert data["notes"] == [
+        "Chiyo Hanabusa has no Pop Art works in the catalog: the search follows the artist "
+        "(“pop art” is searched as a word)."
+    ]
+    assert {h["artwork"]["artist"] for h in data["results"]} == {"chiyo-hanabusa"}
+    monet = client.get("/api/search/", {"q": "a harbour by Claude Monet", "k": 3}).json()
+    assert [(u["slot"], u["text"]) for u in monet["unknown"]] == [("artist", "Claude Monet")]
+    assert monet["recognised"] == [] and "claude monet" in monet["content"]
 
 
 def test_similar_artworks_api_and_fragment(client, indexed_demo):
@@ -169,6 +191,12 @@ def test_search_command_prints_json(indexed_demo):
     first = data["results"][0]
     assert {"path", "title", "artist", "style", "genre", "score"} <= set(first)
     assert first["artist"] == "Ada Vermeil"
+    assert data["recognised"] == [
+        {"slot": "artist", "name": "Ada Vermeil", "evidence": "full name “Ada Vermeil”"}
+    ]
+    out = StringIO()
+    call_command("search", "hills by Claude Monet", "--k", "2", stdout=out)
+    assert "note: “Claude Monet” is not an artist in the catalog" in out.getvalue()
 
 
 def test_eval_retrieval_writes_json_and_markdown(indexed_demo, tmp_path):

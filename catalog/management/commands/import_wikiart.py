@@ -62,6 +62,10 @@ class Command(BaseCommand):
 
         for line in report.summary():
             self.stdout.write(line)
+        for change in report.kept[: opts["show_errors"]]:
+            self.stdout.write(f"kept: {change}")
+        if len(report.kept) > opts["show_errors"]:
+            self.stdout.write(f"... and {len(report.kept) - opts['show_errors']} more kept")
         shown = report.errors[: opts["show_errors"]]
         for problem in shown:
             self.stderr.write(f"skipped: {problem}")
@@ -70,8 +74,10 @@ class Command(BaseCommand):
         for problem in report.warnings[: opts["show_errors"]]:
             self.stderr.write(f"warning: {problem}")
         if opts["errors_file"]:
-            lines = [f"skipped: {p}" for p in report.errors] + [
-                f"warning: {p}" for p in report.warnings
-            ]
+            lines = (
+                [f"skipped: {p}" for p in report.errors]
+                + [f"warning: {p}" for p in report.warnings]
+                + [f"kept: {k}" for k in report.kept]
+            )
             opts["errors_file"].write_text("\n".join(lines) + "\n")
         self.stdout.write(self.style.SUCCESS("Import finished."))

@@ -18,6 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("--per-artist", type=int, default=20)
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument("--no-images", action="store_true", help="metadata only")
+        parser.add_argument(
+            "--no-hint", action="store_true", help="no import hint (setup_demo imports it)"
+        )
 
     def handle(self, *args, **opts):
         works = write_demo_catalog(
@@ -27,10 +30,14 @@ class Command(BaseCommand):
             images=not opts["no_images"],
         )
         missing = sum(1 for w in works if w.genre is None)
+        hint = (
+            ""
+            if opts["no_hint"]
+            else (f" Import them with: python manage.py import_wikiart {opts['dir']}")
+        )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Wrote {len(works)} synthetic artworks ({missing} without a genre) "
-                f"to {opts['dir']}. "
-                f"Import them with: python manage.py import_wikiart {opts['dir']}"
+                f"to {opts['dir']}.{hint}"
             )
         )

@@ -29,7 +29,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         if selectors.catalog_counts()["artworks"] == 0:
-            call_command("make_demo_catalog", str(opts["demo_dir"]), stdout=self.stdout)
+            call_command(
+                "make_demo_catalog", str(opts["demo_dir"]), "--no-hint", stdout=self.stdout
+            )
             call_command(
                 "import_wikiart",
                 str(opts["demo_dir"]),

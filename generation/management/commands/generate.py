@@ -26,17 +26,22 @@ class Command(BaseCommand):
         parser.add_argument("--negative-prompt", default="")
         parser.add_argument("--seed", type=int, default=None, help="default: random")
         parser.add_argument("--steps", type=int, default=None)
-        parser.add_argument("--guidance", type=float, default=7.5)
+        parser.add_argument("--guidance", type=float, default=None)
         parser.add_argument("--size", type=int, default=None, help="width and height")
         parser.add_argument("--width", type=int, default=None)
         parser.add_argument("--height", type=int, default=None)
-        parser.add_argument("--sampler", default="ddim")
+        parser.add_argument("--sampler", default=None)
         parser.add_argument("--k", type=int, default=None, help="retrieved paintings per LoRA")
-        parser.add_argument("--weight-artist-style", type=float, default=0.6)
-        parser.add_argument("--weight-genre-style", type=float, default=0.4)
+        parser.add_argument("--weight-artist-style", type=float, default=None)
+        parser.add_argument("--weight-genre-style", type=float, default=None)
         for name in ("artist", "style", "genre"):
             parser.add_argument(f"--{name}", default=None, help=f"retrieve only this {name}")
         parser.add_argument("--no-baseline", action="store_true", help="skip the baseline")
+        parser.add_argument(
+            "--allow-unknown-names",
+            action="store_true",
+            help="generate even if the prompt names an artist the catalog lacks",
+        )
         parser.add_argument("--user", default=None, help="request as this user (queue limit)")
         parser.add_argument("--inline", action="store_true", help="run here, not on workers")
         parser.add_argument("--from-png", type=Path, default=None, help="re-run this PNG")
@@ -83,20 +88,30 @@ class Command(BaseCommand):
             return services.generation_from_provenance(provenance, user)
         if not opts["prompt"]:
             raise CommandError("give a PROMPT (or --from-png FILE)")
+        # Options left out take the form's defaults (services.generation_defaults: the
+        # settings that `make run` writes to .env), like the page and the API.
+        given = {
+            "steps": opts["steps"],
+            "guidance": opts["guidance"],
+            "width": opts["width"] or opts["size"],
+            "height": opts["height"] or opts["size"],
+            "sampler": opts["sampler"],
+            "k": opts["k"],
+            "weight_artist_style": opts["weight_artist_style"],
+            "weight_genre_style": opts["weight_genre_style"],
+        }
         params = services.GenerationParams(
             prompt=opts["prompt"],
             negative_prompt=opts["negative_prompt"],
             seed=opts["seed"],
-            steps=opts["steps"],
-            guidance=opts["guidance"],
-            width=opts["width"] or opts["size"],
-            height=opts["height"] or opts["size"],
-            sampler=opts["sampler"],
-            k=opts["k"],
-            weight_artist_style=opts["weight_artist_style"],
-            weight_genre_style=opts["weight_genre_style"],
             filters={n: opts[n] for n in ("artist", "style", "genre") if opts[n]},
             with_baseline=not opts["no_baseline"],
+            allow_unknown_names=opts["allow_unknown_names"],
+            **{
+                name: default if given[name] is None else given[name]
+                for name, default in services.generation_defaults().items()
+                if name in given
+            },
         )
         return services.generation_request(user, params)
 

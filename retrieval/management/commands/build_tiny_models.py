@@ -8,6 +8,7 @@ are not meaningful.
 """
 
 import importlib
+import os
 from pathlib import Path
 
 from django.conf import settings
@@ -67,6 +68,14 @@ class Command(BaseCommand):
             build = getattr(importlib.import_module(module), builder)
             path = build(root / folder)
             self.stdout.write(f"built {folder}: {path}")
-        self.stdout.write("To use them, set:")
-        for variable, path in tiny_model_paths(root).items():
-            self.stdout.write(f"  {variable}={path}")
+        # The hint only where it applies: variables that do not point at these models yet
+        # (`make run` sets them all, through .env).
+        unset = {
+            variable: path
+            for variable, path in tiny_model_paths(root).items()
+            if os.environ.get(variable) != str(path)
+        }
+        if unset:
+            self.stdout.write("To use them, set:")
+            for variable, path in unset.items():
+                self.stdout.write(f"  {variable}={path}")

@@ -26,8 +26,21 @@ class Command(BaseCommand):
         parser.add_argument("--max-combos", type=int, default=200)
         parser.add_argument("--min-combo", type=int, default=5)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--natural-only",
+            action="store_true",
+            help="only the natural-prompt benchmark (possessives, style adjectives, "
+            "contradictions, surnames that are English words): precision@10",
+        )
 
     def handle(self, *args, **opts):
+        if opts["natural_only"]:
+            natural = evaluation.natural_benchmark()
+            opts["out"].parent.mkdir(parents=True, exist_ok=True)
+            opts["out"].write_text(json.dumps(natural, indent=2))
+            self.stdout.write(evaluation.natural_markdown(natural))
+            self.stdout.write(f"Wrote {opts['out']}")
+            return
         try:
             report = evaluation.evaluate(
                 min_combo=opts["min_combo"],

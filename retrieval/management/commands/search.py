@@ -56,16 +56,23 @@ class Command(BaseCommand):
                         "is_tiny": result.is_tiny,
                         "index_version": result.index_version,
                         "recognised": [
-                            {"slot": m.slot, "name": m.name} for m in result.parsed.matches
+                            {"slot": m.slot, "name": m.name, "evidence": m.evidence}
+                            for m in result.parsed.matches
                         ]
                         if result.parsed
                         else [],
+                        "messages": result.parsed.messages if result.parsed else [],
                         "results": rows,
                     },
                     indent=2,
                 )
             )
             return
+        if result.parsed:
+            for m in result.parsed.matches:
+                self.stdout.write(f"{m.slot}: {m.display_name} ({m.evidence})")
+            for message in result.parsed.messages:
+                self.stdout.write(self.style.WARNING(f"note: {message}"))
         for r in rows:
             self.stdout.write(
                 f"{r['rank']:>3}. {r['score']:.3f}  {r['title']} - {r['artist']} "

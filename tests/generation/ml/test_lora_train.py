@@ -16,6 +16,7 @@ from generation.ml.lora_train import (
     read_lora_metadata,
     train_lora,
 )
+from generation.ml.provenance import safetensors_data_hash
 
 from .helpers import fast_config
 
@@ -258,7 +259,9 @@ def test_saved_lora_carries_settings_and_adapter_metadata(trained, tiny_sd):
 
 
 def test_export_kohya_uses_a1111_names_and_the_trained_alpha(trained, tmp_path):
-    out = export_lora(trained["a"].output_path, "kohya", tmp_path / "kohya.safetensors")
+    out = export_lora(
+        trained["a"].output_path, "kohya", tmp_path / "kohya.safetensors", name="mythragen-a"
+    )
     weights = _weights(out)
     assert weights and all(k.startswith(("lora_unet_", "lora_te_")) for k in weights)
     assert any(
@@ -269,7 +272,11 @@ def test_export_kohya_uses_a1111_names_and_the_trained_alpha(trained, tmp_path):
     assert len(alphas) == len(downs) > 0
     assert all(float(a) == 1.0 for a in alphas)  # not rank (diffusers' converter default)
     with safe_open(str(out), framework="pt") as f:
-        assert f.metadata()["ss_network_dim"] == "32"
+        meta = f.metadata()
+    assert meta["ss_network_dim"] == "32"
+    # A1111's alias for the file, and kohya-ss' hash of its tensors (A1111's Lora hash).
+    assert meta["ss_output_name"] == "mythragen-a"
+    assert meta["sshs_model_hash"] == safetensors_data_hash(out)
     copy = export_lora(trained["a"].output_path, "diffusers", tmp_path / "copy.safetensors")
     assert _max_diff(_weights(copy), _weights(trained["a"].output_path)) == 0.0
     with pytest.raises(GenerationInputError):
