@@ -182,7 +182,19 @@ def server(tmp_path_factory):
                 os.killpg(proc.pid, signal.SIGKILL)
                 pytest.fail(f"gunicorn did not listen within 90 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
-    yield Server(proc, port, host, log)
+    # gunicorn's arbiter listens at once; its worker first warms up search (config/warm.py,
+    # tens of seconds on a busy host): ready when the worker answers a request.
+    served = Server(proc, port, host, log)
+    while True:
+        try:
+            served.get("/static/missing.css")
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline + 60:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail(f"gunicorn's worker did not answer:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield served
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
