@@ -97,10 +97,11 @@ def main() -> None:
     from catalog.models import Artwork
     from retrieval import selectors, services
     from retrieval.ml.index import exact_search
+    from retrieval.vectors import fused_matrix
 
-    space = services.space_current()
+    space = selectors.space_configured()
     loaded = selectors.index_store(space).current()
-    ids, matrix, _ = services.fused_matrix(space)
+    ids, matrix, _ = fused_matrix(space)
     rng = random.Random(0)
     sample = rng.sample(
         list(

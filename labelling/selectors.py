@@ -169,12 +169,11 @@ NEIGHBOUR_WEIGHT = 1.0
 
 
 def _served_index():
-    from retrieval.models import EmbeddingSpace
-    from retrieval.selectors import index_served
+    from retrieval.selectors import index_served, space_configured
     from retrieval.services import RetrievalUnavailable
 
-    space = EmbeddingSpace.objects.order_by("-id").first()
     try:
+        space = space_configured()  # the space search uses
         return index_served(space) if space else None
     except RetrievalUnavailable:
         return None  # an index of another catalog: no neighbours rather than wrong ones

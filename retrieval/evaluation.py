@@ -46,6 +46,7 @@ from django.db.models import Count
 from catalog.models import Artist, Artwork, Genre, Style
 from retrieval import selectors, services
 from retrieval.models import LabelEmbedding
+from retrieval.vectors import fused_matrix
 
 KS = (5, 15, 25, 40, 50)
 
@@ -87,8 +88,8 @@ def evaluate(
     """Run the whole evaluation on the current index; returns a JSON-able dict."""
     from retrieval.ml.fusion import query_vector
 
-    space = services.space_current()
-    loaded = selectors.index_store(space).current()
+    space = selectors.space_configured()
+    loaded = selectors.index_store(space).current() if space is not None else None
     if loaded is None:
         raise services.RetrievalUnavailable("No index built: run `python manage.py build_index`.")
     started = time.monotonic()
@@ -207,7 +208,7 @@ def _ablation(space, genre_q, artist_q, style_q, gas_q, labels_of, kmax) -> dict
         d = space.dim
         return [(sum(q[i * d : (i + 1) * d] for i in range(4)), p, n) for q, p, n in queries]
 
-    fused_ids, fused = services.fused_matrix(space)[:2]
+    fused_ids, fused = fused_matrix(space)[:2]
     keep = np.isin(fused_ids, ids)
 
     class _FusedExact:

@@ -2,7 +2,7 @@
 
 Vectors are stored as float32 bytes so SQLite and PostgreSQL hold the same data; the
 fused vector of an artwork is assembled from its caption/image vectors and the current
-label vectors (see `retrieval.services.fused_matrix`), so a label correction needs no
+label vectors (see `retrieval.vectors.fused_matrix`), so a label correction needs no
 re-embedding, only re-assembly. On PostgreSQL the fused vectors are mirrored into a
 pgvector column (`ArtworkVectorMirror`) with an HNSW index for browsing.
 """

@@ -15,17 +15,18 @@ from catalog.filters import ArtworkFilter
 from catalog.models import Artwork
 from catalog.selectors import artist_label_ids, label_snapshot, with_labels
 from retrieval.models import ArtworkVectorMirror, EmbeddingSpace, LabelEmbedding, MirrorBuild
+from retrieval.pgvector import pgvector_index_name
 from retrieval.query import ParsedPrompt, PromptParser, Vocabulary
 from retrieval.services import (
+    SPACE_CACHE_SECONDS,
     IndexOfAnotherCatalog,
     RetrievalUnavailable,
     catalog_id,
     embedder_get,
     index_root,
-    label_text,
-    pgvector_index_name,
-    space_current,
+    space_identity,
 )
+from retrieval.vectors import label_text
 
 SLOT_NAMES = ("content", "genre", "artist", "style")
 
@@ -55,6 +56,35 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     restricted_to: int | None = None
 
+
+def space_configured() -> EmbeddingSpace | None:
+    """The one rule for "the current embedding space", used by search, similar artworks,
+    the index status and the review queue: the space of the configured embedder, model and
+    fusion weights (`services.space_identity`), or None when nothing has been embedded with
+    them yet. Never writes (`services.space_ensure` makes the row when the catalog is
+    embedded) and loads no model. Should a model behind one id have changed its vector
+    size, the newest matching space is the one embedded last.
+
+    A space never changes once made, so a found one is cached (~0.5 ms a request saved);
+    "none yet" is not, so a first build is seen at once."""
+    from django.core.cache import cache
+
+    identity = space_identity()
+    space = cache.get(identity["cache_key"])
+    if space is None:
+        rows = EmbeddingSpace.objects.filter(
+            embedder=identity["embedder"], model_id=identity["model_id"]
+        ).order_by("-id")
+        space = next((r for r in rows if r.weights == identity["weights"]), None)
+        if space is not None:
+            cache.set(identity["cache_key"], space, SPACE_CACHE_SECONDS)
+    return space
+
+
+NOT_BUILT = (
+    "No search index is built yet: run `python manage.py build_index` (or rebuild it "
+    "from the admin)."
+)
 
 _stores: dict[str, object] = {}
 _parser_cache: dict[str, object] = {"key": None, "parser": None}
@@ -215,7 +245,14 @@ def artwork_search(
     if not 1 <= k <= settings.RETRIEVAL_MAX_K:
         raise SearchInputError(f"k must be between 1 and {settings.RETRIEVAL_MAX_K}.")
     embedder = embedder_get()
-    space = space_current(embedder)
+    space = space_configured()
+    if space is None:
+        raise RetrievalUnavailable(NOT_BUILT)  # nothing embedded with this model yet
+    if space.dim != embedder.dim:
+        raise RetrievalUnavailable(
+            f"The model {space.model_id} now gives {embedder.dim}-d vectors, the catalog was "
+            f"embedded at {space.dim}-d; {REBUILD}."
+        )
     if image is not None and not embedder.has_image:
         raise SearchInputError(
             f"The retrieval model ({space.model_id}) has no image side: set "
@@ -223,10 +260,7 @@ def artwork_search(
         )
     loaded = index_served(space)
     if loaded is None:
-        raise RetrievalUnavailable(
-            "No search index is built yet: run `python manage.py build_index` (or rebuild it "
-            "from the admin)."
-        )
+        raise RetrievalUnavailable(NOT_BUILT)
     allowed = allowed_ids_for(filters)
     timings["prepare"] = (time.perf_counter() - t0) * 1000
 
@@ -290,12 +324,13 @@ def artwork_similar(
     filters: dict | None = None,
     space: EmbeddingSpace | None = None,
 ) -> list[tuple[Artwork, float]]:
-    """Nearest artworks by fused vector: pgvector on PostgreSQL, FAISS elsewhere.
+    """Nearest artworks by fused vector: pgvector on PostgreSQL, FAISS elsewhere; none
+    before the catalog is embedded (`space` defaults to `space_configured()`).
 
     Filtered queries on PostgreSQL use HNSW iterative scans (relaxed order), so they
     return k rows whenever k exist, not fewer.
     """
-    space = space or EmbeddingSpace.objects.order_by("-id").first()
+    space = space or space_configured()
     if space is None:
         return []
     allowed = allowed_ids_for(filters)
@@ -358,8 +393,12 @@ def _similar_pgvector(space, artwork_id: int, k: int, allowed) -> list[tuple[int
 
 
 def index_status() -> dict:
-    """What the search index holds and whether the catalog has moved on since."""
-    space = EmbeddingSpace.objects.order_by("-id").first()
+    """What the configured space's search index holds and whether the catalog has moved on
+    since (`built` False before anything is embedded with the configured model)."""
+    try:
+        space = space_configured()
+    except RetrievalUnavailable as exc:  # an unknown MYTHRAGEN_EMBEDDER
+        return {"built": False, "problem": str(exc)}
     if space is None:
         return {"built": False}
     problem = ""
@@ -392,7 +431,7 @@ def index_status() -> dict:
     return status
 
 
-__all__ = ["artwork_search", "artwork_similar", "index_status", "label_text"]
+__all__ = ["artwork_search", "artwork_similar", "index_status", "label_text", "space_configured"]
 
 
 def search_warm_up() -> dict:

@@ -1,8 +1,9 @@
-"""Writes for retrieval: embedding the catalog, assembling fused vectors, building indexes.
+"""Writes for retrieval: embedding the catalog, building indexes, label changes made live.
 
-The only layer that translates between the ORM and `retrieval.ml` (which never sees
-Django): it reads artworks and labels, hands texts/images/arrays to the embedder, fusion
-and index code, and stores what comes back.
+With `retrieval.vectors` (fused vectors assembled from stored ones) and
+`retrieval.pgvector` (the PostgreSQL mirror), the only layer that translates between the
+ORM and `retrieval.ml` (which never sees Django): it reads artworks and labels, hands
+texts/images/arrays to the embedder, fusion and index code, and stores what comes back.
 """
 
 from __future__ import annotations
@@ -25,12 +26,20 @@ from catalog.selectors import artwork_image_load
 from jobs.services import job_current, job_heartbeat
 from retrieval.models import (
     ArtworkEmbedding,
-    ArtworkVectorMirror,
     CatalogIdentity,
     EmbeddingSpace,
     LabelEmbedding,
     LabelKind,
-    MirrorBuild,
+)
+from retrieval.pgvector import mirror_build_record, mirror_upsert, pgvector_index_ensure
+from retrieval.vectors import (
+    assemble,
+    from_bytes,
+    fused_hash,
+    fused_matrix,
+    label_text,
+    label_vectors,
+    to_bytes,
 )
 
 logger = logging.getLogger(__name__)
@@ -94,48 +103,42 @@ def embedder_get():
 SPACE_CACHE_SECONDS = 300
 
 
-def space_current(embedder=None) -> EmbeddingSpace:
-    """The embedding space of the configured embedder and fusion weights."""
-    embedder = embedder or embedder_get()
-    weights = settings.RETRIEVAL_FUSION_WEIGHTS
+def space_identity() -> dict:
+    """The configured embedding space as settings name it (nothing is loaded): embedder
+    kind, model id as the embedder resolves it, fusion weights. `EmbeddingSpace` rows store
+    these fields: `selectors.space_configured` reads the matching row, `space_ensure` makes it."""
+    from retrieval.ml.embedders import embedder_model_id
+
+    kind = settings.RETRIEVAL_EMBEDDER
+    weights = dict(settings.RETRIEVAL_FUSION_WEIGHTS)
+    model_id = embedder_model_id(kind, model_id_for(kind))
+    raw = repr((kind, model_id, sorted(weights.items())))
+    cache_key = "retrieval:space:" + hashlib.sha1(raw.encode()).hexdigest()[:16]
+    return {"embedder": kind, "model_id": model_id, "weights": weights, "cache_key": cache_key}
+
+
+def space_ensure(embedder) -> EmbeddingSpace:
+    """The configured embedding space, made on first use by embedding and index builds
+    (searches only read it: `selectors.space_configured`). Its key also hashes the vector
+    size, which only the loaded model knows: a model that changed size gets a new space."""
+    identity = space_identity()
+    weights = identity["weights"]
     raw = "|".join(
-        map(
-            str,
-            (settings.RETRIEVAL_EMBEDDER, embedder.model_id, embedder.dim, sorted(weights.items())),
-        )
+        map(str, (identity["embedder"], embedder.model_id, embedder.dim, sorted(weights.items())))
     )
-    key = hashlib.sha1(raw.encode()).hexdigest()[:16]
-
-    def get_or_create() -> EmbeddingSpace:
-        space, _ = EmbeddingSpace.objects.get_or_create(
-            key=key,
-            defaults={
-                "embedder": settings.RETRIEVAL_EMBEDDER,
-                "model_id": embedder.model_id,
-                "dim": embedder.dim,
-                "has_image": embedder.has_image,
-                "is_tiny": embedder.is_stand_in,  # any random-weight stand-in
-                "weights": weights,
-            },
-        )
-        return space
-
-    # A space never changes once created (its key hashes what it is), so every search
-    # need not ask the database for it (~0.5 ms a request).
-    return cache.get_or_set(f"retrieval:space:{key}", get_or_create, SPACE_CACHE_SECONDS)
-
-
-def label_text(kind: str, name: str) -> str:
-    """The text embedded for a label; queries use the same text, so a named slot matches."""
-    return name.replace("_", " ")
-
-
-def _to_bytes(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype=np.float32).tobytes()
-
-
-def _from_bytes(data, dim: int) -> np.ndarray:
-    return np.frombuffer(bytes(data), dtype=np.float32, count=dim)
+    space, _ = EmbeddingSpace.objects.get_or_create(
+        key=hashlib.sha1(raw.encode()).hexdigest()[:16],
+        defaults={
+            "embedder": identity["embedder"],
+            "model_id": embedder.model_id,
+            "dim": embedder.dim,
+            "has_image": embedder.has_image,
+            "is_tiny": embedder.is_stand_in,  # any random-weight stand-in
+            "weights": weights,
+        },
+    )
+    cache.set(identity["cache_key"], space, SPACE_CACHE_SECONDS)
+    return space
 
 
 _LABEL_MODELS = (
@@ -179,45 +182,12 @@ def labels_embed(space: EmbeddingSpace, embedder) -> int:
             )
         LabelEmbedding.objects.bulk_create(
             [
-                LabelEmbedding(space=space, kind=k, label_id=i, text=t, vector=_to_bytes(v))
+                LabelEmbedding(space=space, kind=k, label_id=i, text=t, vector=to_bytes(v))
                 for (k, i, t), v in zip(todo, vectors, strict=True)
             ],
             batch_size=1000,
         )
     return len(todo)
-
-
-def label_vectors(space: EmbeddingSpace) -> dict[str, dict[int, np.ndarray]]:
-    out: dict[str, dict[int, np.ndarray]] = {k: {} for k in LabelKind.values}
-    for kind, label_id, vector in LabelEmbedding.objects.filter(space=space).values_list(
-        "kind", "label_id", "vector"
-    ):
-        out[kind][label_id] = _from_bytes(vector, space.dim)
-    return out
-
-
-def _fused_hash(
-    space_key: str, caption: str, image_name: str, genre_id, artist_id, style_id
-) -> str:
-    raw = f"{space_key}|{caption}|{image_name}|{genre_id}|{artist_id}|{style_id}"
-    return hashlib.sha1(raw.encode()).hexdigest()
-
-
-def _assemble(space, labels, rows) -> np.ndarray:
-    """Fused vectors for rows of (caption_vec, image_vec|None, genre_id, artist_id, style_id)."""
-    from retrieval.ml.fusion import FusionWeights, fuse
-
-    dim = space.dim
-    zero = np.zeros(dim, dtype=np.float32)
-    caption = np.stack([r[0] for r in rows])
-    genre = np.stack([labels["genre"].get(r[2], zero) if r[2] else zero for r in rows])
-    artist = np.stack([labels["artist"].get(r[3], zero) for r in rows])
-    style = np.stack([labels["style"].get(r[4], zero) for r in rows])
-    image = None
-    if space.has_image:
-        # Artworks without an image contribute a zero image term.
-        image = np.stack([r[1] if r[1] is not None else zero for r in rows])
-    return fuse(caption, genre, artist, style, image=image, weights=FusionWeights(**space.weights))
 
 
 @dataclass
@@ -247,7 +217,7 @@ def embed_catalog(
 
     started = time.monotonic()
     embedder = embedder_get()
-    space = space_current(embedder)
+    space = space_ensure(embedder)
     said = [-1e9]
 
     def waiting(holder: str) -> None:
@@ -281,7 +251,7 @@ def _embed_catalog(embedder, space, started, batch_size, progress, limit) -> Emb
     for art_id, caption, title, image, genre_id, artist_id, style_id in artworks:
         text = caption or title
         image_name = image if space.has_image else ""
-        want = _fused_hash(space.key, text, image_name, genre_id, artist_id, style_id)
+        want = fused_hash(space.key, text, image_name, genre_id, artist_id, style_id)
         old = existing.get(art_id)
         if old and old[3] == want:
             report.up_to_date += 1
@@ -330,18 +300,18 @@ def _embed_chunk(space, embedder, labels, chunk, report: EmbedReport) -> None:
     for art_id, text, image_name, genre_id, artist_id, style_id, want, _old in chunk:
         obj = rows.get(art_id) or ArtworkEmbedding(space=space, artwork_id=art_id)
         if art_id in text_vecs:
-            obj.caption_text, obj.caption_vector = text, _to_bytes(text_vecs[art_id])
+            obj.caption_text, obj.caption_vector = text, to_bytes(text_vecs[art_id])
         if art_id in image_vecs:
-            obj.image_name, obj.image_vector = image_name, _to_bytes(image_vecs[art_id])
+            obj.image_name, obj.image_vector = image_name, to_bytes(image_vecs[art_id])
         elif not image_name:
             obj.image_name, obj.image_vector = "", None
         obj.fused_hash = want
         (objs_upd if obj.pk else objs_new).append(obj)
-        image_vec = _from_bytes(obj.image_vector, space.dim) if obj.image_vector else None
+        image_vec = from_bytes(obj.image_vector, space.dim) if obj.image_vector else None
         assemble_rows.append(
-            (_from_bytes(obj.caption_vector, space.dim), image_vec, genre_id, artist_id, style_id)
+            (from_bytes(obj.caption_vector, space.dim), image_vec, genre_id, artist_id, style_id)
         )
-    fused = _assemble(space, labels, assemble_rows)
+    fused = assemble(space, labels, assemble_rows)
     with transaction.atomic():
         ArtworkEmbedding.objects.bulk_create(objs_new)
         if objs_upd:
@@ -351,68 +321,12 @@ def _embed_chunk(space, embedder, labels, chunk, report: EmbedReport) -> None:
             )
         report.reassembled += len(chunk)
         if connection.vendor == "postgresql":
-            _mirror_upsert(space, [c[0] for c in chunk], [c[6] for c in chunk], fused)
-
-
-def _mirror_upsert(space, ids: list[int], hashes: list[str], fused: np.ndarray) -> None:
-    ArtworkVectorMirror.objects.bulk_create(
-        [
-            ArtworkVectorMirror(space=space, artwork_id=i, fused_hash=h, embedding=v)
-            for i, h, v in zip(ids, hashes, fused, strict=True)
-        ],
-        update_conflicts=True,
-        unique_fields=["space", "artwork"],
-        update_fields=["fused_hash", "embedding"],
-        batch_size=1000,
-    )
+            mirror_upsert(space, [c[0] for c in chunk], [c[6] for c in chunk], fused)
 
 
 def artwork_vectors_mark_stale(artwork_ids: Iterable[int]) -> int:
     """Mark artworks' fused vectors for re-assembly (after a label or caption change)."""
     return ArtworkEmbedding.objects.filter(artwork_id__in=list(artwork_ids)).update(fused_hash="")
-
-
-def fused_matrix(space: EmbeddingSpace, *, batch: int = 5000) -> tuple[np.ndarray, np.ndarray, str]:
-    """All fused vectors of a space: (artwork ids, matrix, catalog hash).
-
-    Reassembled from stored caption/image vectors and the *current* labels, so the index
-    always reflects the latest genre of every artwork.
-    """
-    labels = label_vectors(space)
-    rows = (
-        ArtworkEmbedding.objects.filter(space=space)
-        .order_by("artwork_id")
-        .values_list(
-            "artwork_id",
-            "caption_vector",
-            "image_vector",
-            "artwork__genre_id",
-            "artwork__artist_id",
-            "artwork__style_id",
-            "fused_hash",
-        )
-    )
-    ids, parts, digest = [], [], hashlib.sha1(space.key.encode())
-    buffer = []
-    for art_id, cap, img, genre_id, artist_id, style_id, fhash in rows.iterator(chunk_size=batch):
-        ids.append(art_id)
-        digest.update(f"{art_id}:{fhash};".encode())
-        buffer.append(
-            (
-                _from_bytes(cap, space.dim),
-                _from_bytes(img, space.dim) if img else None,
-                genre_id,
-                artist_id,
-                style_id,
-            )
-        )
-        if len(buffer) >= batch:
-            parts.append(_assemble(space, labels, buffer))
-            buffer = []
-    if buffer:
-        parts.append(_assemble(space, labels, buffer))
-    matrix = np.concatenate(parts) if parts else np.zeros((0, space.fused_dim), np.float32)
-    return np.asarray(ids, dtype=np.int64), matrix.astype(np.float32), digest.hexdigest()[:16]
 
 
 CATALOG_ID_CACHE_SECONDS = 60
@@ -461,13 +375,14 @@ def index_rebuild(*, progress: Progress | None = None, kind: str = "auto") -> In
     """Embed what is stale, then build a new FAISS index version and switch to it.
 
     Searches keep using the previous version until the switch (an atomic rename), and
-    keep using it if this build fails. On PostgreSQL the pgvector HNSW index is ensured.
+    keep using it if this build fails. On PostgreSQL the pgvector mirror's HNSW index is
+    ensured (`retrieval.pgvector`).
     """
     from retrieval.ml.index import build_index
 
     started = time.monotonic()
     embed_catalog(progress=progress)
-    space = space_current()
+    space = space_ensure(embedder_get())
     if progress:
         progress(0, 1, "assembling fused vectors")
     identity, catalog_rows = catalog_id(), Artwork.objects.count()
@@ -525,42 +440,6 @@ def index_rebuild(*, progress: Progress | None = None, kind: str = "auto") -> In
     )
 
 
-def pgvector_index_name(space: EmbeddingSpace) -> str:
-    return f"retrieval_mirror_hnsw_ip_{space.pk}"
-
-
-def pgvector_index_ensure(space: EmbeddingSpace) -> None:
-    """Create the partial HNSW index (inner product) for one space's mirror rows, once.
-
-    Inner product, as FAISS scores the same vectors: a fused row lacking a label (a fifth
-    of WikiArt has no genre) has a zero block and a norm below 1, and cosine would divide
-    that away, ranking such rows differently on PostgreSQL than on SQLite (measured on the
-    real catalog: exact cosine and exact inner product shared only 91% of the 50 nearest
-    neighbours of an artwork). Replaces the cosine index of earlier versions.
-    """
-    table = ArtworkVectorMirror._meta.db_table
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Deferred FK checks from this transaction's inserts would block CREATE INDEX.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
-        cursor.execute(f"DROP INDEX IF EXISTS retrieval_mirror_hnsw_{int(space.pk)}")  # cosine
-        cursor.execute(
-            f"CREATE INDEX IF NOT EXISTS {pgvector_index_name(space)} ON {table} "
-            f"USING hnsw ((embedding::vector({space.fused_dim})) vector_ip_ops) "
-            f"WITH (m = 16, ef_construction = 64) WHERE space_id = {int(space.pk)}"
-        )
-
-
-def mirror_build_record(space: EmbeddingSpace, identity: str) -> MirrorBuild:
-    """Record that the space's pgvector mirror is complete for this catalog (its rows)."""
-    rows = ArtworkVectorMirror.objects.filter(space=space).count()
-    build, _ = MirrorBuild.objects.update_or_create(
-        space=space, defaults={"catalog_id": identity, "rows": rows}
-    )
-    cache.delete(f"retrieval:mirror:{space.pk}")
-    return build
-
-
 def index_rebuild_request(user=None):
     """Queue an index rebuild as a job; one at a time (the database enforces it): a request
     while one is queued or running gets that one. Returns the job."""
@@ -588,7 +467,7 @@ def artwork_labels_changed(artwork_ids: Iterable[int]) -> int:
     There, each artwork's fused vector is re-assembled from its stored caption/image
     vectors and its current labels (no model is needed): its `fused_hash` and, on
     PostgreSQL, its pgvector mirror row are written with the change. Once the transaction
-    commits, the vectors go into the served FAISS index's overlay (`retrieval.ml.index`),
+    commits, the vectors go into the served FAISS index's overlay (`retrieval.ml.index.overlay`),
     which every web and worker process applies within a second; the next rebuild folds
     them in. Artworks whose caption changed since they were embedded, or that carry a label
     not embedded yet, are only marked stale (the next `embed_catalog` does them). Beyond
@@ -644,13 +523,13 @@ def _relabel_in_space(space: EmbeddingSpace, ids: list[int]) -> int:
         ArtworkEmbedding.objects.filter(pk__in=stale).update(fused_hash="")
     if not fresh:
         return 0
-    fused = _assemble(
+    fused = assemble(
         space,
         labels,
         [
             (
-                _from_bytes(r[3], space.dim),
-                _from_bytes(r[5], space.dim) if r[5] else None,
+                from_bytes(r[3], space.dim),
+                from_bytes(r[5], space.dim) if r[5] else None,
                 r[9],
                 r[10],
                 r[11],
@@ -658,7 +537,7 @@ def _relabel_in_space(space: EmbeddingSpace, ids: list[int]) -> int:
             for r in fresh
         ],
     )
-    hashes = [_fused_hash(space.key, r[2], r[4], r[9], r[10], r[11]) for r in fresh]
+    hashes = [fused_hash(space.key, r[2], r[4], r[9], r[10], r[11]) for r in fresh]
     ArtworkEmbedding.objects.bulk_update(
         [ArtworkEmbedding(pk=r[0], fused_hash=h) for r, h in zip(fresh, hashes, strict=True)],
         ["fused_hash"],
@@ -666,7 +545,7 @@ def _relabel_in_space(space: EmbeddingSpace, ids: list[int]) -> int:
     )
     art_ids = [r[1] for r in fresh]
     if connection.vendor == "postgresql":
-        _mirror_upsert(space, art_ids, hashes, fused)
+        mirror_upsert(space, art_ids, hashes, fused)
     versions = [r[12] for r in fresh]
     transaction.on_commit(lambda: _overlay_put(space, art_ids, fused, versions))
     return len(fresh)

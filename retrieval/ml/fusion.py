@@ -15,10 +15,11 @@ query with a row is then
 
 so every slot counts equally (one slot cannot dominate because its raw vectors are longer),
 each slot's contribution can be shown to the user (`slot_scores`), and the score is an
-ordinary inner product that FAISS (IndexFlatIP / HNSW with METRIC_INNER_PRODUCT) can
-search. A missing label (an artwork with no genre) leaves a zero block, which contributes 0
-to every query rather than a misleading similarity. Scores of different queries stay on
-one scale: a query asking for k slots scores at most k/4.
+ordinary inner product that FAISS (`IndexFlatIP`, the slot index of `index/slots.py`)
+and pgvector's inner-product operator can search. A missing label (an artwork with no
+genre) leaves a zero block, which contributes 0 to every query rather than a misleading
+similarity. Scores of different queries stay on one scale: a query asking for k slots
+scores at most k/4.
 """
 
 from __future__ import annotations

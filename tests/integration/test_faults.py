@@ -918,9 +918,10 @@ def test_an_index_build_killed_half_way_leaves_the_served_index_alone(indexed_de
     half-written folder is ignored, pruning removes it once it is old, and a later build
     (the same command, run here) succeeds."""
     from retrieval.ml.index import IndexStore, list_versions, prune_versions, read_current
-    from retrieval.services import index_root, space_current
+    from retrieval.selectors import space_configured
+    from retrieval.services import index_root
 
-    root = index_root(space_current())
+    root = index_root(space_configured())
     old = read_current(root)
     prompts = ["quiet hills, landscape", "a portrait by Chiyo Hanabusa"]
     before = [_search(p) for p in prompts]
@@ -960,7 +961,7 @@ def test_an_index_build_killed_half_way_leaves_the_served_index_alone(indexed_de
     assert new != old and new in list_versions(root)
     from retrieval.selectors import index_store
 
-    index_store(space_current()).reload()  # else it looks at CURRENT within a second
+    index_store(space_configured()).reload()  # else it looks at CURRENT within a second
     assert not half.exists()  # the later build's pruning removed the dead build's folder
     after = [_search(p) for p in prompts]
     assert [v for v, _ in after] == [new, new]
@@ -977,11 +978,11 @@ def test_an_index_rebuild_job_killed_half_way_does_not_block_the_next(
     (15 minutes). Now the next request finds its worker gone and resumes it (its task is
     sent again, here run in this process as a worker would), with no wait."""
     from jobs import services as jobs
-    from retrieval import services
+    from retrieval import selectors, services
     from retrieval.ml.index import read_current
     from retrieval.tasks import INDEX_REBUILD, index_rebuild_task
 
-    root = services.index_root(services.space_current())
+    root = services.index_root(selectors.space_configured())
     old_version = read_current(root)
     # Not through the broker: earlier tests of this module point the app at brokers they
     # have since stopped. What would be sent is recorded instead.

@@ -21,6 +21,8 @@ from django.conf import settings
 from catalog.models import Artwork, Genre
 from labelling import services as labelling
 from retrieval import services as retrieval
+from retrieval.selectors import space_configured
+from retrieval.vectors import fused_matrix
 from tests import helpers
 from tests.helpers import ROOT, free_port, stop_worker, wait_for
 
@@ -88,8 +90,8 @@ def _similar(server: _Server, artwork_id: int) -> list[float] | None:
 def _expected_similar(artwork_id: int) -> list[float]:
     """The 5 best scores of the artwork's new fused vector against every other, computed
     here from the database (what a rebuild would serve)."""
-    space = retrieval.space_current()
-    ids, matrix, _ = retrieval.fused_matrix(space)
+    space = space_configured()
+    ids, matrix, _ = fused_matrix(space)
     row = int(np.flatnonzero(ids == artwork_id)[0])
     scores = matrix @ matrix[row]
     scores[row] = -np.inf
@@ -142,4 +144,4 @@ def test_a_correction_is_live_in_every_web_process(indexed_demo, tmp_path):
     # No rebuild happened: the served version is the one built before the correction.
     from retrieval.ml.index import read_current
 
-    assert read_current(retrieval.index_root(retrieval.space_current())) == indexed_demo.version
+    assert read_current(retrieval.index_root(space_configured())) == indexed_demo.version

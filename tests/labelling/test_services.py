@@ -156,6 +156,8 @@ def test_a_correction_reassembles_the_fused_vector_at_once(
     from retrieval import services as retrieval
     from retrieval.ml.index import overlay_read
     from retrieval.models import ArtworkEmbedding
+    from retrieval.selectors import space_configured
+    from retrieval.vectors import fused_matrix
 
     art = Artwork.objects.exclude(genre=None).first()
     before = ArtworkEmbedding.objects.get(artwork=art).fused_hash
@@ -168,10 +170,10 @@ def test_a_correction_reassembles_the_fused_vector_at_once(
         )
     after = ArtworkEmbedding.objects.get(artwork=art).fused_hash
     assert after and after != before  # re-assembled, not left stale
-    space = retrieval.space_current()
+    space = space_configured()
     overlay = overlay_read(retrieval.index_root(space))
     assert overlay.ids.tolist() == [art.pk]
-    ids, matrix, _ = retrieval.fused_matrix(space)
+    ids, matrix, _ = fused_matrix(space)
     np.testing.assert_allclose(overlay.vectors[0], matrix[ids.tolist().index(art.pk)], atol=1e-6)
     art.refresh_from_db()
     assert overlay.keys.tolist() == [art.label_version]

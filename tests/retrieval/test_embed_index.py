@@ -6,7 +6,7 @@ from django.db.models import Count
 
 from catalog.models import Artist, Artwork, Genre, LabelSource, Style
 from catalog.services import genre_label_add
-from retrieval import selectors, services
+from retrieval import selectors, services, vectors
 from retrieval.models import ArtworkEmbedding, EmbeddingSpace, LabelEmbedding
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +55,7 @@ def test_label_correction_makes_only_that_vector_stale(imported_demo):
     assert after.fused_hash and after.fused_hash != before.fused_hash
     # The fused vector now carries the new genre block.
     space = after.space
-    ids, matrix, _ = services.fused_matrix(space)
+    ids, matrix, _ = vectors.fused_matrix(space)
     row = matrix[list(ids).index(art.pk)]
     nude = np.frombuffer(
         bytes(
@@ -82,7 +82,7 @@ def test_a_renamed_label_is_embedded_again_and_its_artworks_follow(imported_demo
     report = services.embed_catalog()
     assert report.labels_embedded == 1 and report.reassembled == carriers
     assert report.captions_embedded == 0
-    space = services.space_current()
+    space = selectors.space_configured()
     row = LabelEmbedding.objects.get(space=space, kind="artist", label_id=artist.pk)
     assert row.text == "Arnold Böcklin"
     fresh = services.embedder_get().embed_texts(["Arnold Böcklin"])[0]
@@ -93,7 +93,7 @@ def test_a_renamed_label_is_embedded_again_and_its_artworks_follow(imported_demo
     if connection.vendor == "postgresql":  # the pgvector mirror holds the new fused rows
         from retrieval.models import ArtworkVectorMirror
 
-        ids, matrix, _ = services.fused_matrix(space)
+        ids, matrix, _ = vectors.fused_matrix(space)
         art = Artwork.objects.filter(artist=artist).first()
         mirrored = ArtworkVectorMirror.objects.get(space=space, artwork=art).embedding
         assert np.allclose(np.asarray(mirrored), matrix[list(ids).index(art.pk)], atol=1e-6)
@@ -101,8 +101,6 @@ def test_a_renamed_label_is_embedded_again_and_its_artworks_follow(imported_demo
     again = services.embed_catalog()
     assert again.labels_embedded == 0 and again.reassembled == 0
     services.index_rebuild()
-    from retrieval import selectors
-
     result = selectors.artwork_search("a painting by Arnold Böcklin", k=carriers)
     assert [m.slot for m in result.parsed.matches] == ["artist"]
     assert {h.artwork.artist_id for h in result.hits} == {artist.pk}
@@ -159,7 +157,7 @@ def test_slot_index_above_the_exact_threshold_matches_exact_search(imported_demo
 
     space = EmbeddingSpace.objects.get()
     loaded = selectors.index_store(space).current()
-    ids, matrix, _ = services.fused_matrix(space)
+    ids, matrix, _ = vectors.fused_matrix(space)
     result = selectors.artwork_search(prompt, k=10)
     query = None
     # Recompute the query the same way and compare scores with brute force (ties allowed).

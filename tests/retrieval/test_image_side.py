@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from catalog.models import Artwork
-from retrieval import selectors, services
+from retrieval import selectors, services, vectors
 from retrieval.models import ArtworkEmbedding
 
 from .helpers import eval_report, image_input
@@ -53,8 +53,8 @@ def _upload(image: Image.Image, name: str = "query.png") -> BytesIO:
 def _exact_top(query: np.ndarray, k: int):
     from retrieval.ml.index import exact_search
 
-    space = services.space_current()
-    ids, matrix, _hash = services.fused_matrix(space)
+    space = selectors.space_configured()
+    ids, matrix, _hash = vectors.fused_matrix(space)
     scores, found = exact_search(matrix, ids, query[None, :], k)
     return scores[0], found[0]
 
@@ -64,7 +64,7 @@ def test_catalog_images_are_embedded_into_the_content_slot(blip2_indexed):
     with_image = Artwork.objects.exclude(image="").count()
     assert with_image > 0
     assert embedded.images_embedded == with_image and embedded.is_tiny
-    space = services.space_current()
+    space = selectors.space_configured()
     assert space.has_image and space.embedder == "blip2" and space.dim == 256
     assert built.d == 4 * 256 and built.is_tiny
     assert (
@@ -76,9 +76,9 @@ def test_catalog_images_are_embedded_into_the_content_slot(blip2_indexed):
 
     art = Artwork.objects.exclude(image="").filter(genre__isnull=False).order_by("id").first()
     row = ArtworkEmbedding.objects.get(space=space, artwork=art)
-    ids, matrix, _ = services.fused_matrix(space)
+    ids, matrix, _ = vectors.fused_matrix(space)
     stored = matrix[list(ids).index(art.pk), :256]
-    labels = services.label_vectors(space)
+    labels = vectors.label_vectors(space)
     parts = [
         np.frombuffer(bytes(row.caption_vector), dtype=np.float32)[None, :],
         labels["genre"][art.genre_id][None, :],

@@ -6,7 +6,7 @@ from django.db import connection, transaction
 from catalog.models import Artwork
 from retrieval import selectors
 from retrieval.models import ArtworkVectorMirror, EmbeddingSpace
-from retrieval.services import pgvector_index_name
+from retrieval.pgvector import pgvector_index_name
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 

@@ -15,7 +15,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--kind", default="auto", choices=["auto", "flat", "hnsw", "ivf"])
+        parser.add_argument(
+            "--kind",
+            default="auto",
+            choices=["auto", "flat", "slots"],
+            help="auto: exact (flat) up to MYTHRAGEN_INDEX_EXACT_MAX artworks, slots above",
+        )
         parser.add_argument(
             "--queue", action="store_true", help="run it as a Celery job instead of in this process"
         )
