@@ -69,7 +69,7 @@ def _setup_environment(args) -> None:
 def _examples(n: int):
     """`n` synthetic paintings (the demo catalog's drawing code) as training examples."""
     from catalog.demo import draw_painting
-    from generation.ml.lora_train import TrainingExample
+    from generation.ml.lora_config import TrainingExample
 
     styles = ["Impressionism", "Cubism", "Ukiyo_e", "Pop_Art"]
     genres = ["landscape", "portrait", "still_life", "cityscape"]
@@ -84,7 +84,8 @@ def _examples(n: int):
 
 
 def bench_training(sd: Path, args) -> list[dict]:
-    from generation.ml.lora_train import LoraTrainingConfig, train_lora
+    from generation.ml.lora_config import LoraTrainingConfig
+    from generation.ml.lora_train import train_lora
 
     examples = _examples(8)
     rows = []
@@ -156,6 +157,7 @@ def bench_time_to_image(args) -> dict:
 
     from generation import services
     from generation.ml.provenance import write_png
+    from generation.services import rendering
 
     torch.set_num_threads(1)
     _prepare_django(args)
@@ -176,7 +178,7 @@ def bench_time_to_image(args) -> dict:
             prompt=PROMPT, seed=1, steps=2, width=64, height=64, with_baseline=False
         ),
     )
-    renderer = services.renderer_get()
+    renderer = rendering.renderer_get()
     renderer.pipe.unload_lora_weights()  # the next hit loads its LoRAs from the cache files
     renderer._adapters.clear()  # noqa: SLF001 - start from a worker that holds no LoRA
 

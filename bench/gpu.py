@@ -182,7 +182,8 @@ def median(xs) -> float:
 # ------------------------------------------------------------------------- sections
 def train(b: Bench, name: str, steps: int, cache_dir: Path | None):
     """One `train_lora` call at the benchmark's size (a fresh work folder per name)."""
-    from generation.ml.lora_train import LoraTrainingConfig, TrainingExample, train_lora
+    from generation.ml.lora_config import LoraTrainingConfig, TrainingExample
+    from generation.ml.lora_train import train_lora
 
     captions = ["a landscape, impressionism", "a portrait, baroque", "a still life, cubism"]
     images = b.images(b.s["examples"], b.s["train_px"] + 64, seed=1)

@@ -189,12 +189,9 @@ def role_labelling(models: Path) -> dict:
 def role_train_512(models: Path) -> dict:
     import tempfile
 
-    from generation.ml.lora_train import (
-        LoraTrainingConfig,
-        TrainingExample,
-        read_lora_metadata,
-        train_lora,
-    )
+    from generation.ml.lora_config import LoraTrainingConfig, TrainingExample
+    from generation.ml.lora_files import read_lora_metadata
+    from generation.ml.lora_train import train_lora
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     image_path = work / "a.png"

@@ -1,9 +1,10 @@
 """Generation evaluation: MythraGen versus the prompt-only baseline (the paper's Table 3).
 
-For each prompt of a prompt set, the two retrieval sets are built and their LoRAs trained
-(or taken from the cache) exactly as a request would; the image is rendered with the two
-LoRAs mixed, and the baseline with the prompt "... in the style of ..." and no LoRA, with
-the same seed and settings. Reported per method:
+For each prompt of a prompt set, the two retrieval sets are built, their LoRAs keyed,
+trained (or taken from the cache) and mixed by generation's own services, as a request's
+phases do; the image is rendered with the mixed LoRAs, and the baseline with generation's
+baseline prompt ("... in the style of ...") and no LoRA, with the same seed and settings.
+Reported per method:
 
 * CLIP-T: max(100 * cos(image, prompt), 0), averaged over the prompts (the user's prompt
   for both methods).
@@ -29,7 +30,18 @@ from django.conf import settings
 from django.db.models import Count
 
 from catalog.models import Artwork
-from generation import services
+from catalog.selectors import artwork_image_load
+from generation.models import LoraKind
+from generation.services.lora_cache import (
+    lora_adapters,
+    lora_entries_for,
+    lora_is_ready,
+    lora_mix,
+    training_config_current,
+)
+from generation.services.rendering import renderer_get
+from generation.services.retrieval_sets import baseline_prompt, retrieval_sets_build
+from generation.services.training import lora_train
 
 FID_MIN_IMAGES = 2048
 
@@ -83,7 +95,7 @@ class EvalResult:
 
 
 def _load(name: str):
-    return services.artwork_image_load(name)
+    return artwork_image_load(name)
 
 
 def style_classifier(clip, max_artworks: int, seed: int = 0) -> tuple[object, dict]:
@@ -132,34 +144,29 @@ def eval_generation(
     k = k or settings.GEN_K
     steps = steps or settings.GEN_STEPS
     size = size or settings.GEN_SIZE
-    training = services.training_config_current().to_dict()
-    renderer = services.renderer_get()
+    training = training_config_current().to_dict()
+    renderer = renderer_get()
     clip = get_clip(settings.CLIP_MODEL, ml_device(), settings.CLIP_PRECISION)
     images: dict[str, list] = {"MythraGen": [], "Prompt-only baseline": []}
     references, styles, per_prompt_refs = [], [], []
     for n, prompt in enumerate(prompts, start=1):
         say(f"[{n}/{len(prompts)}] {prompt}: retrieving")
-        sets = services.retrieval_sets_build(prompt, k)
-        entries = []
-        for (kind, data), weight in zip(sets["sets"].items(), weights, strict=True):
-            entry = services.lora_entry_for(kind, data, training)
-            if not services.lora_is_ready(entry):
-                say(f"[{n}/{len(prompts)}] training the {kind} LoRA ({entry.key[:12]})")
-                entry = services.lora_train(entry, job_id=None)
-            entries.append((entry, weight))
-        merged: dict[str, list] = {}
-        for entry, weight in entries:
-            merged.setdefault(entry.key, [entry, 0.0])[1] += weight
-        loras = [(e.adapter_name, services.lora_path(e), w) for e, w in merged.values() if w]
+        sets = retrieval_sets_build(prompt, k)
+        sets["training"] = training
+        entries = lora_entries_for(sets)
+        kinds = (LoraKind.ARTIST_STYLE, LoraKind.GENRE_STYLE)
+        pairs = [(entries[kind], weight) for kind, weight in zip(kinds, weights, strict=True)]
+        mixed = [(e, w) for e, w in lora_mix(pairs) if w != 0]
+        for entry, _w in mixed:
+            if not lora_is_ready(entry):
+                say(f"[{n}/{len(prompts)}] training the {entry.kind} LoRA ({entry.key[:12]})")
+                lora_train(entry, job_id=None)
+        loras = lora_adapters(mixed)
         common = {"seed": seed, "steps": steps, "guidance": guidance, "width": size, "height": size}
         say(f"[{n}/{len(prompts)}] rendering")
         ours = renderer.render(prompt, loras=loras, **common).image
         matches = sets["parsed"]["matches"]
-        names = [matches[s].replace("_", " ") for s in ("artist", "style", "genre") if s in matches]
-        content = sets["parsed"]["content"]
-        base_prompt = (
-            f"{content}, in the style of {', '.join(names)}" if names and content else prompt
-        )
+        base_prompt = baseline_prompt(prompt, sets)
         baseline = renderer.render(base_prompt, loras=[], **common).image
         images["MythraGen"].append(ours)
         images["Prompt-only baseline"].append(baseline)

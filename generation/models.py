@@ -129,7 +129,7 @@ class Generation(models.Model):
     provenance = models.JSONField(default=dict, blank=True)
     base_model = models.CharField(max_length=500, blank=True)
     is_tiny = models.BooleanField(default=False)
-    # Stable Diffusion's safety checker (generation.services.safety_checker_state): what
+    # Stable Diffusion's safety checker (generation.services.rendering.safety_checker_state): what
     # judged the images (its model id, or "off: <reason>"), each image's verdict, and the
     # checker's scores. A flagged image is shown only to its owner and staff.
     safety_checker = models.CharField(max_length=600, blank=True)

@@ -52,8 +52,9 @@ def generation_withheld(user, generation: Generation) -> dict[str, str]:
 
     The one visibility rule for flagged images (pages, gallery cards and the API): an image
     the safety checker flagged is shown only to the generation's owner and staff; to anyone
-    else neither the image nor its URL is given. (Media files are served without a
-    permission check, so flagged files also get an unguessable name: services._image_name.)
+    else neither the image nor its URL is given. (Every request for a generation file goes
+    through `generation_image_for`; a flagged file's name also carries a random token,
+    `services.rendering.image_name`, so a copy served by anything else is not guessable.)
     """
     if generation_can_control(user, generation):
         return {}
@@ -77,7 +78,7 @@ def generation_flag_notice(user, generation: Generation) -> str:
 def generation_safety_note(generation: Generation | None = None) -> str:
     """What pages and the API say about the safety checker: a rendered generation's record
     ("safety checker off: tiny stand-in model"), else the rule for new renders now."""
-    from generation.services import SafetyState, safety_checker_state
+    from generation.services.rendering import SafetyState, safety_checker_state
 
     if generation is None or not generation.safety_checker:
         if generation is not None and generation.phase == Generation.Phase.DONE:
@@ -171,7 +172,7 @@ def generation_image_for(user, name: str) -> Generation | None:
     The one rule for generation files: the owner and staff see them in any state; anyone
     else once the generation is finished and public (`generation_visible`) and the image
     is not withheld (`generation_withheld`: flagged by the safety checker). File names
-    start with the generation's id (`services._image_name`), so this is one lookup.
+    start with the generation's id (`services.rendering.image_name`), so this is one lookup.
     """
     match = re.match(r"generations/(\d{1,18})-", name)
     if not match:
@@ -199,7 +200,7 @@ def lora_cache_stats() -> dict:
 def model_status() -> dict:
     """Which base model renders, and whether it is a stand-in (the UI must say so)."""
     from config.public import public_model_id
-    from generation.services import safety_checker_state
+    from generation.services.rendering import safety_checker_state
     from mlcore.stand_in import stand_in_info
 
     info = stand_in_info(settings.SD_MODEL)

@@ -593,3 +593,58 @@ def _overlay_forget_and_rebuild(ids: list[int]) -> None:
             logger.exception("Could not update the index overlay under %s", root)
     if built:
         index_rebuild_request()
+
+
+def artwork_search_by_labels(
+    content: str, labels: dict[str, int], *, k: int, filters: dict | None = None
+):
+    """Top-k artworks for content words and catalog labels given by id (`{slot: label id}`,
+    slots artist / style / genre), ranked as `selectors.artwork_search` ranks a prompt it
+    read as these. For callers that parsed the prompt already (generation's retrieval
+    sets): the labels are never written back into text to be read again."""
+    from catalog.selectors import with_labels
+    from retrieval import selectors
+    from retrieval.ml.fusion import query_vector, slot_scores
+    from retrieval.query import Match, ParsedPrompt
+
+    embedder = embedder_get()
+    space = space_current(embedder)
+    loaded = selectors.index_served(space)
+    if loaded is None:
+        raise RetrievalUnavailable(
+            "No search index is built yet: run `python manage.py build_index`."
+        )
+    allowed = selectors.allowed_ids_for(filters)
+    wanted = ParsedPrompt(
+        content, content, matches=[Match(s, int(i), "", "") for s, i in labels.items()]
+    )
+    slots = selectors._slot_vectors(space, wanted, loaded.version)
+    text = (
+        embedder.embed_texts([content], threads=settings.RETRIEVAL_QUERY_THREADS)[0]
+        if content
+        else None
+    )
+    if text is None and not slots:
+        raise selectors.SearchInputError("Nothing to search with: no words and no label.")
+    query = query_vector(
+        text, dim=space.dim, **{s: slots.get(s) for s in ("genre", "artist", "style")}
+    )
+    scores, ids = loaded.search(query[None, :], k, allowed_ids=allowed)
+    ids_list = [int(i) for i in ids[0] if i >= 0]
+    objects = with_labels(Artwork.objects.all()).in_bulk(ids_list)
+    per_slot = slot_scores(query, loaded.vectors_of(ids_list)) if ids_list else np.zeros((0, 4))
+    hits = [
+        selectors.SearchHit(
+            objects[i], float(s), dict(zip(selectors.SLOT_NAMES, map(float, row), strict=True))
+        )
+        for i, s, row in zip(ids_list, scores[0], per_slot, strict=False)
+        if i in objects
+    ]
+    return selectors.SearchResult(
+        parsed=None,
+        hits=hits,
+        index_version=loaded.version,
+        model_id=space.model_id,
+        is_tiny=space.is_tiny,
+        restricted_to=None if allowed is None else int(len(allowed)),
+    )

@@ -35,8 +35,13 @@ Additions over the script, all needed by a long-running service:
 * Cancellation. `should_stop()` is polled after every optimizer step; when it returns True
   a checkpoint is saved and `TrainingCancelled` is raised.
 
+What the loop does not need to show lives beside it: `lora_config` (the settings, an
+example, the result), `lora_data` (image preprocessing, the feature cache), `lora_setup`
+(base components, precision, optimizer choice) and `lora_files` (the LoRA file with its
+metadata, `read_lora_metadata`, `export_lora` for diffusers and kohya).
+
 Heavy libraries (torch, diffusers, peft, bitsandbytes) are imported inside the functions so
-that importing this module (e.g. for `LoraTrainingConfig`) stays cheap for the web process.
+that importing this module stays cheap for the web process.
 """
 
 from __future__ import annotations
@@ -47,284 +52,28 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from mlcore.images import load_image
-from mlcore.role import ModelRole
+from typing import TYPE_CHECKING
 
 from ._common import (
     adapter_deleted_warning_silenced,
-    atomic_path,
     model_fingerprint,
     multi_adapter_warning_silenced,
     quiet_ml_logs,
     sha256_text,
 )
-from .errors import GenerationInputError, ModelUnavailable, TrainingCancelled
+from .errors import GenerationInputError, TrainingCancelled
+from .lora_config import METADATA_FORMAT, LoraTrainingConfig, TrainingExample, TrainResult
+from .lora_data import FeatureCache, preprocess_image
+from .lora_files import save_lora_file
+from .lora_setup import base_components, pick_optimizer, pick_precision
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-    from PIL import Image
 
-METADATA_KEY = "mythragen"  # safetensors metadata entry with the training settings
-METADATA_FORMAT = "mythragen-lora/1"
 TRAINING_ADAPTER = "mythragen_training"
 CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINTS_KEPT = 2
-OPTIMIZERS = ("adamw8bit", "adamw")
-PRECISIONS = ("bf16", "fp16", "no")
-
-
-@dataclass
-class LoraTrainingConfig:
-    """Settings of one LoRA training run (defaults: the paper's setting, rank 32 / alpha 1)."""
-
-    rank: int = 32
-    alpha: float = 1.0
-    max_train_steps: int = 4095
-    unet_lr: float = 1e-4
-    text_encoder_lr: float = 5e-5
-    train_text_encoder: bool = True
-    optimizer: str = "adamw8bit"  # "adamw8bit" (bitsandbytes, falls back to "adamw") | "adamw"
-    mixed_precision: str = "bf16"  # "bf16" | "fp16" | "no"; fp32 where the device lacks it
-    resolution: int = 512
-    train_batch_size: int = 1
-    gradient_accumulation_steps: int = 1
-    lr_scheduler: str = "constant"  # any name diffusers.optimization.get_scheduler knows
-    lr_warmup_steps: int = 0
-    seed: int = 0
-    checkpoint_every: int = 500
-    max_grad_norm: float = 1.0
-    center_crop: bool = True
-    random_flip: bool = False
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_weight_decay: float = 1e-2
-    adam_epsilon: float = 1e-8
-    noise_offset: float = 0.0
-    unet_target_modules: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0")
-    text_encoder_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings (tuples as lists), for hashing and for the LoRA metadata."""
-        d = asdict(self)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LoraTrainingConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        for k in ("unet_target_modules", "text_encoder_target_modules"):
-            if k in kwargs:
-                kwargs[k] = tuple(kwargs[k])
-        return cls(**kwargs)
-
-    def validate(self) -> None:
-        checks = [
-            (self.rank >= 1, "rank must be >= 1"),
-            (self.alpha > 0, "alpha must be > 0"),
-            (self.max_train_steps >= 1, "max_train_steps must be >= 1"),
-            (self.unet_lr > 0 and self.text_encoder_lr > 0, "learning rates must be > 0"),
-            (self.resolution >= 8 and self.resolution % 8 == 0, "resolution: multiple of 8"),
-            (self.train_batch_size >= 1, "train_batch_size must be >= 1"),
-            (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
-            (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
-            (self.max_grad_norm > 0, "max_grad_norm must be > 0"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
-            (self.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise GenerationInputError(message)
-
-
-@dataclass
-class TrainingExample:
-    """One training pair. `key` is a stable id supplied by the caller (e.g. artwork id +
-    image hash): it keys the latent cache, so it must change when the image changes."""
-
-    image_path: str | Image.Image
-    caption: str
-    key: str
-
-
-@dataclass
-class TrainResult:
-    output_path: Path
-    steps: int  # the final step counter (== max_train_steps)
-    seconds: float  # wall time of this call, loading included
-    steps_per_second: float  # optimizer steps run by this call / training-loop seconds
-    optimizer_used: str
-    precision_used: str
-    resumed_from_step: int  # 0 for a fresh run
-    cache_hits: int  # latents and text embeddings read from cache_dir
-    cache_misses: int  # ... computed and written to cache_dir
-    final_loss: float
-    loop_seconds: float = 0.0
-    checkpoints: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _load_image(source: str | Image.Image) -> Image.Image:
-    return load_image(source, error=GenerationInputError)
-
-
-def preprocess_image(
-    source: str | Image.Image, resolution: int, center_crop: bool, flip: bool, key: str
-) -> torch.Tensor:
-    """Resize (shortest side, bilinear), crop, optionally flip, scale to [-1, 1]: CHW float.
-
-    The script's transforms, in PIL + numpy (torchvision does not run beside torch 2.13 CPU).
-    With `center_crop=False` the crop offset is drawn once per example from its key (not
-    every step), so a cached latent stays valid for that example.
-    """
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    img = _load_image(source)
-    w, h = img.size
-    scale = resolution / min(w, h)
-    nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
-    img = img.resize((nw, nh), Image.Resampling.BILINEAR)
-    if center_crop:
-        left, top = (nw - resolution) // 2, (nh - resolution) // 2
-    else:
-        rng = random.Random(sha256_text("crop", key))
-        left, top = rng.randint(0, nw - resolution), rng.randint(0, nh - resolution)
-    img = img.crop((left, top, left + resolution, top + resolution))
-    if flip:
-        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
-
-
-def _pick_optimizer(name: str, param_groups: list[dict], config: LoraTrainingConfig, device: str):
-    """AdamW8bit from bitsandbytes when it imports and runs on `device`, else torch AdamW."""
-    import torch
-
-    kwargs = dict(
-        betas=(config.adam_beta1, config.adam_beta2),
-        weight_decay=config.adam_weight_decay,
-        eps=config.adam_epsilon,
-    )
-    if name == "adamw8bit":
-        try:
-            import bitsandbytes as bnb
-
-            probe = torch.nn.Parameter(torch.zeros(4096, device=device))
-            probe_opt = bnb.optim.AdamW8bit([probe], lr=1e-3)
-            probe.grad = torch.ones_like(probe)
-            probe_opt.step()
-            if not torch.isfinite(probe).all():
-                raise RuntimeError("AdamW8bit produced non-finite values")
-            return bnb.optim.AdamW8bit(param_groups, **kwargs), "adamw8bit"
-        except Exception:  # noqa: BLE001 - any failure means: use the portable optimizer
-            pass
-    return torch.optim.AdamW(param_groups, **kwargs), "adamw"
-
-
-def _pick_precision(requested: str, device: str):
-    """(autocast dtype or None, label). CPU-only runs train in fp32 (recorded as such)."""
-    import torch
-
-    dev = torch.device(device)
-    if dev.type == "cuda" and requested == "bf16" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16, "bf16"
-    if dev.type == "cuda" and requested == "fp16":
-        return torch.float16, "fp16"
-    return None, "fp32"
-
-
-class _FeatureCache:
-    """Latent posteriors and text embeddings as safetensors files under `cache_dir`."""
-
-    def __init__(self, cache_dir: Path | None, model_id: str) -> None:
-        self.dir = Path(cache_dir) if cache_dir is not None else None
-        self.model_id = model_id
-        self.hits = 0
-        self.misses = 0
-
-    def _file(self, kind: str, *parts: object) -> Path:
-        assert self.dir is not None
-        return self.dir / kind / f"{sha256_text(kind, self.model_id, *parts)[:40]}.safetensors"
-
-    def get_or_compute(self, kind: str, parts: tuple, compute: Callable[[], torch.Tensor]):
-        import torch
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, save_file
-
-        if self.dir is None:
-            return compute()
-        path = self._file(kind, *parts)
-        if path.is_file():
-            try:
-                tensor = load_file(path)["value"]
-                self.hits += 1
-                return tensor
-            except (SafetensorError, OSError, KeyError):
-                pass  # a damaged entry is recomputed below
-        tensor = compute().detach().to("cpu", dtype=torch.float32).contiguous()
-        with atomic_path(path, ".safetensors") as tmp:
-            save_file(
-                {"value": tensor},
-                str(tmp),
-                metadata={"kind": kind, "model": self.model_id, "parts": json.dumps(parts)},
-            )
-        self.misses += 1
-        return tensor
-
-
-def _components(base_model: str | Path, pipeline, setting_name: str | None):
-    """The frozen base components: from a passed pipeline, or loaded from disk / a hub id."""
-    from diffusers import DDPMScheduler
-
-    if pipeline is not None:
-        noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
-        return (
-            pipeline.tokenizer,
-            pipeline.text_encoder,
-            pipeline.vae,
-            pipeline.unet,
-            noise_scheduler,
-        )
-    return _TrainingBase(base_model, setting=setting_name).load().components
-
-
-class _TrainingBase(ModelRole):
-    """The frozen SD 1.5 components training loads when no pipeline is passed (float32:
-    LoRA training keeps master weights in full precision and autocasts on CUDA)."""
-
-    what = "Stable Diffusion base model"
-    cuda_precision = "float32"
-
-    def _load(self) -> None:
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
-
-        self.check_local()
-        src = self.model_id
-        try:
-            # The dtype is explicit: without it transformers 5 and diffusers keep the
-            # stored one, and a float16 checkpoint (SD 1.5's published fp16 variant) would
-            # meet float32 LoRA layers ("expected m1 and m2 to have the same dtype").
-            dtype = self.dtype
-            self.components = (
-                CLIPTokenizer.from_pretrained(src, subfolder="tokenizer"),
-                CLIPTextModel.from_pretrained(src, subfolder="text_encoder", dtype=dtype),
-                AutoencoderKL.from_pretrained(src, subfolder="vae", dtype=dtype),
-                UNet2DConditionModel.from_pretrained(src, subfolder="unet", dtype=dtype),
-                DDPMScheduler.from_pretrained(src, subfolder="scheduler"),
-            )
-        except Exception as exc:  # noqa: BLE001 - every loader failure means the same here
-            raise self.unavailable(f"{type(exc).__name__}: {exc}", exc) from exc
 
 
 def _lora_state(module, adapter: str) -> dict[str, torch.Tensor]:
@@ -441,13 +190,13 @@ def train_lora(
     adapter = keep_adapter_name or TRAINING_ADAPTER
 
     # 1. Frozen base components.
-    tokenizer, text_encoder, vae, unet, noise_scheduler = _components(
+    tokenizer, text_encoder, vae, unet, noise_scheduler = base_components(
         base_model, pipeline, setting_name
     )
     for module in (unet, vae, text_encoder):
         module.requires_grad_(False)
         module.to(device)
-    autocast_dtype, precision_used = _pick_precision(config.mixed_precision, device)
+    autocast_dtype, precision_used = pick_precision(config.mixed_precision, device)
 
     # 2. LoRA adapters, as in the script.
     unet_lora_config = LoraConfig(
@@ -481,7 +230,7 @@ def train_lora(
             param_groups.append({"params": text_params, "lr": config.text_encoder_lr})
 
         # 3. Optimizer and LR schedule (the script counts scheduler steps in optimizer steps).
-        optimizer, optimizer_used = _pick_optimizer(config.optimizer, param_groups, config, device)
+        optimizer, optimizer_used = pick_optimizer(config.optimizer, param_groups, config, device)
         lr_scheduler = get_scheduler(
             config.lr_scheduler,
             optimizer=optimizer,
@@ -524,7 +273,7 @@ def train_lora(
             step = resumed_from = state["step"]
             break
 
-        cache = _FeatureCache(cache_dir, model_id)
+        cache = FeatureCache(cache_dir, model_id)
         vae_scale = vae.config.scaling_factor
         token_ids: dict[str, torch.Tensor] = {}
         latent_params: dict[tuple[int, bool], torch.Tensor] = {}
@@ -728,7 +477,7 @@ def train_lora(
             "examples": [e.key for e in examples],
             "final_loss": final_loss,
         }
-        _save_lora_file(
+        save_lora_file(
             output_path,
             StableDiffusionPipeline,
             unet_lora_layers,
@@ -756,145 +505,3 @@ def train_lora(
     except BaseException:
         _remove_adapter(unet, text_encoder, adapter, config, keep=False)
         raise
-
-
-def _save_lora_file(
-    output_path: Path,
-    pipeline_cls,
-    unet_layers: dict,
-    text_layers: dict | None,
-    unet_metadata: dict,
-    text_metadata: dict | None,
-    info: dict,
-) -> None:
-    """`save_lora_weights` into a temp folder, then add our metadata and os.replace it."""
-    import tempfile
-
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".lora-", dir=output_path.parent) as tmp:
-        pipeline_cls.save_lora_weights(
-            tmp,
-            unet_lora_layers=unet_layers,
-            text_encoder_lora_layers=text_layers,
-            weight_name="lora.safetensors",
-            safe_serialization=True,
-            unet_lora_adapter_metadata=unet_metadata,
-            text_encoder_lora_adapter_metadata=text_metadata,
-        )
-        written = Path(tmp) / "lora.safetensors"
-        with safe_open(str(written), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
-        metadata[METADATA_KEY] = json.dumps(info, sort_keys=True)
-        with atomic_path(output_path, ".safetensors") as out_tmp:
-            save_file(tensors, str(out_tmp), metadata=metadata)
-
-
-def read_lora_metadata(path: str | Path) -> dict:
-    """The settings stored in a LoRA file: our training info plus the adapter metadata."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-    except (SafetensorError, OSError) as exc:
-        raise ModelUnavailable(
-            "LoRA", str(path), f"not a readable LoRA file: {exc}", hint=None
-        ) from exc
-    info = json.loads(metadata.get(METADATA_KEY, "{}"))
-    adapter = metadata.get("lora_adapter_metadata")
-    info["adapter_metadata"] = json.loads(adapter) if adapter else None
-    return info
-
-
-def export_lora(path: str | Path, fmt: str, out: Path, *, name: str | None = None) -> Path:
-    """Write the LoRA at `path` as `fmt`: "diffusers" (as saved) or "kohya".
-
-    `name` (kohya): the name A1111 and ComfyUI know the LoRA by, written as
-    `ss_output_name` (A1111's alias; give the file the same stem, `<name>.safetensors`,
-    so `<lora:name:w>` resolves either way). The kohya file also carries
-    `sshs_model_hash`, the kohya-ss / A1111 hash of its tensors (SHA-256 of the bytes after
-    the safetensors header: `provenance.safetensors_data_hash`), which A1111 shows,
-    shortened to 12 digits, under "Lora hashes" (Civitai's AutoV3).
-
-    "kohya" is the A1111 / ComfyUI / kohya-ss naming for SD 1.x
-    (`lora_unet_<module>.lora_down.weight`, `lora_te_<module>...`, `<module>.alpha`),
-    converted with diffusers' `convert_unet_state_dict_to_peft` +
-    `convert_state_dict_to_kohya`. Limits: only the LoRA A/B matrices and alphas are
-    written (no DoRA magnitudes, no kohya training metadata beyond `ss_network_dim`/
-    `ss_network_alpha`/`ss_base_model_version`/`ss_output_name`/`sshs_model_hash`); the UNet
-    keeps diffusers module names (as kohya-ss itself does for SD 1.x); the per-module alpha
-    is the trained alpha (diffusers' converter writes alpha = rank, which would make the
-    LoRA 32x too strong).
-    """
-    import torch
-    from diffusers.utils import (
-        convert_state_dict_to_kohya,
-        convert_state_dict_to_peft,
-        convert_unet_state_dict_to_peft,
-    )
-    from safetensors import safe_open
-    from safetensors.torch import save, save_file
-
-    from .provenance import safetensors_data_hash
-
-    path, out = Path(path), Path(out)
-    if fmt not in ("diffusers", "kohya"):
-        raise GenerationInputError(f"unknown LoRA export format {fmt!r}: use diffusers or kohya")
-    with safe_open(str(path), framework="pt") as f:
-        metadata = dict(f.metadata() or {})
-        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
-    if fmt == "diffusers":
-        with atomic_path(out, ".safetensors") as tmp:
-            save_file(state, str(tmp), metadata=metadata)
-        return out
-
-    info = read_lora_metadata(path)
-    adapter_meta = info.get("adapter_metadata") or {}
-    peft_sd: dict[str, torch.Tensor] = {}
-    for prefix in ("unet", "text_encoder"):
-        part = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
-        if not part:
-            continue
-        # UNet layers are saved as `.lora.down/up`, text-encoder ones as
-        # `.lora_linear_layer.down/up`: both become peft `lora_A/lora_B`.
-        part = convert_unet_state_dict_to_peft(part)
-        if any("lora_linear_layer" in k for k in part):
-            part = convert_state_dict_to_peft(part)
-        if prefix == "text_encoder":  # transformers 5 CLIPTextModel has no `text_model.`
-            part = {
-                k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in part.items()
-            }
-        peft_sd.update({f"{prefix}.{k}": v for k, v in part.items()})
-    kohya = convert_state_dict_to_kohya(peft_sd)
-    renamed: dict[str, torch.Tensor] = {}
-    for key, value in kohya.items():
-        if key.startswith("lora_te1_"):  # SD 1.x has one text encoder: "lora_te_"
-            key = "lora_te_" + key[len("lora_te1_") :]
-        renamed[key] = value
-    for key in list(renamed):
-        if key.endswith(".alpha"):
-            module = "text_encoder" if key.startswith("lora_te_") else "unet"
-            alpha = adapter_meta.get(f"{module}.lora_alpha")
-            if alpha is not None:
-                renamed[key] = torch.tensor(float(alpha))
-    training = info.get("training") or {}
-    tensors = {k: v.contiguous() for k, v in renamed.items()}
-    kohya_meta = {
-        "ss_network_module": "networks.lora",
-        "ss_network_dim": str(training.get("rank", "")),
-        "ss_network_alpha": str(training.get("alpha", "")),
-        "ss_base_model_version": "sd_v1",
-        # The header (metadata included) is not hashed: the same tensors serialised
-        # without metadata give the data bytes of the file written below.
-        "sshs_model_hash": safetensors_data_hash(save(tensors)),
-        METADATA_KEY: metadata.get(METADATA_KEY, "{}"),
-    }
-    if name:
-        kohya_meta["ss_output_name"] = name
-    with atomic_path(out, ".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=kohya_meta)
-    return out

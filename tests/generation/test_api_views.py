@@ -123,6 +123,7 @@ def test_finished_generation_in_gallery_with_result_and_lora_downloads(
     client, indexed_demo, eager, user
 ):
     from generation import services
+    from generation.services import lora_cache
 
     with eager():
         generation = services.generation_request(
@@ -145,7 +146,7 @@ def test_finished_generation_in_gallery_with_result_and_lora_downloads(
     client.force_login(user)
     kohya = client.get(url + "?as=kohya")
     assert kohya.status_code == 200 and "attachment" in kohya["Content-Disposition"]
-    path = services.lora_dir() / "exports" / f"{key}-kohya.safetensors"
+    path = lora_cache.lora_dir() / "exports" / f"{key}-kohya.safetensors"
     with safe_open(str(path), framework="pt") as f:
         keys = list(f.keys())  # noqa: SIM118 - not a dict
     assert keys and all(k.startswith(("lora_unet_", "lora_te_")) for k in keys)

@@ -10,6 +10,7 @@ import pytest
 
 from generation import services
 from generation.models import Generation, LoraStatus
+from generation.services import lora_cache, retrieval_sets, training
 from generation.tasks import generation_train_task
 from jobs import services as jobs
 from jobs.models import Job, JobStatus
@@ -49,13 +50,13 @@ def _in_training_phase(user, seed: int, pinned: dict) -> Generation:
 def test_a_generation_waiting_for_another_jobs_lora_waits_in_the_queue(
     indexed_demo, gen_settings, user, sent, django_capture_on_commit_callbacks
 ):
-    pinned = services.retrieval_sets_build(PROMPT, gen_settings.GEN_K)
+    pinned = retrieval_sets.retrieval_sets_build(PROMPT, gen_settings.GEN_K)
     with django_capture_on_commit_callbacks(execute=True):
         trainer = _in_training_phase(user, 1, pinned)
         waiter = _in_training_phase(user, 2, pinned)
     entry = trainer.lora_artist_style
     assert waiter.lora_artist_style_id == entry.pk  # the same LoRA
-    assert services._lora_claim(entry, trainer.job_id)  # noqa: SLF001 - the trainer is at it
+    assert lora_cache.lora_claim(entry, trainer.job_id)  # noqa: SLF001 - the trainer is at it
     Job.objects.filter(pk=trainer.job_id).update(status=JobStatus.RUNNING)
     sent.clear()
 
@@ -73,7 +74,7 @@ def test_a_generation_waiting_for_another_jobs_lora_waits_in_the_queue(
     # The trainer finishes this LoRA: the waiter is sent again at once, with its task.
     entry.refresh_from_db()
     assert entry.status == LoraStatus.TRAINING and entry.training_job_id == trainer.job_id
-    services.lora_train(entry, job_id=trainer.job_id)
+    training.lora_train(entry, job_id=trainer.job_id)
     assert [(job_id, spec["task"]) for job_id, spec in sent] == [
         (waiter.job_id, "generation.train")
     ]
@@ -83,16 +84,16 @@ def test_a_generation_waiting_for_another_jobs_lora_waits_in_the_queue(
 def test_a_claim_of_a_job_that_is_over_is_free(indexed_demo, gen_settings, user):
     """A trainer cancelled or failed while its worker was gone leaves its claim behind:
     the next job takes it at once instead of waiting out the stale threshold."""
-    pinned = services.retrieval_sets_build(PROMPT, gen_settings.GEN_K)
+    pinned = retrieval_sets.retrieval_sets_build(PROMPT, gen_settings.GEN_K)
     first = services.generation_request(
         user, services.GenerationParams(prompt=PROMPT, seed=1), pinned=pinned
     )
     second = services.generation_request(
         user, services.GenerationParams(prompt=PROMPT, seed=2), pinned=pinned
     )
-    training = services.training_config_current().to_dict()
-    entry = services.lora_entry_for("artist_style", pinned["sets"]["artist_style"], training)
-    assert services._lora_claim(entry, first.job_id)  # noqa: SLF001
-    assert not services._lora_claim(entry, second.job_id)  # noqa: SLF001 - alive: taken
+    training = lora_cache.training_config_current().to_dict()
+    entry = lora_cache.lora_entry_for("artist_style", pinned["sets"]["artist_style"], training)
+    assert lora_cache.lora_claim(entry, first.job_id)  # noqa: SLF001
+    assert not lora_cache.lora_claim(entry, second.job_id)  # noqa: SLF001 - alive: taken
     jobs.job_mark_cancelled(first.job_id)
-    assert services._lora_claim(entry, second.job_id)  # noqa: SLF001 - over: free
+    assert lora_cache.lora_claim(entry, second.job_id)  # noqa: SLF001 - over: free

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from config.public import scrub, scrub_bytes, server_roots
 from generation import selectors, services
 from generation.models import Generation, LoraCacheEntry, LoraStatus
+from generation.services import lora_cache, rendering, requests
 from jobs.models import Job, JobStatus
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("gen_settings")]
@@ -75,12 +76,12 @@ def test_a_render_that_fails_half_way_leaves_no_file(user, monkeypatch):
 
     def render_then_crash(generation_id, report):
         g = Generation.objects.get(pk=generation_id)
-        services._save_png(g.image, f"{g.pk}-7.png", _tiny_image(), {"prompt": "x"})
+        rendering._save_png(g.image, f"{g.pk}-7.png", _tiny_image(), {"prompt": "x"})
         g.save(update_fields=["image"])
         assert _on_disk(g)
         raise RuntimeError("out of memory while rendering the baseline")
 
-    monkeypatch.setattr(services, "_generation_render", render_then_crash)
+    monkeypatch.setattr(rendering, "_generation_render", render_then_crash)
     with pytest.raises(RuntimeError):
         services.generation_render(generation.pk, lambda *a, **k: None)
     generation.refresh_from_db()
@@ -97,10 +98,10 @@ def test_failed_and_cancelled_generations_lose_their_files_finished_ones_keep_th
     failed = _generation(user, JobStatus.FAILED)  # its worker died after writing them
     cancelled = _generation(user, JobStatus.CANCELLED)
     done = _generation(user, JobStatus.SUCCEEDED)
-    assert services.generation_files_sweep() == 4
+    assert requests.generation_files_sweep() == 4
     assert _on_disk(failed) == [] == _on_disk(cancelled)
     assert len(_on_disk(done)) == 2
-    assert services.generation_files_sweep() == 0
+    assert requests.generation_files_sweep() == 0
 
 
 def test_retry_starts_without_the_files_of_the_failed_attempt(user):
@@ -112,7 +113,7 @@ def test_retry_starts_without_the_files_of_the_failed_attempt(user):
 def test_a_rerendered_file_replaces_the_one_a_dead_attempt_left(user):
     generation = _generation(user, JobStatus.RUNNING, files=False)
     default_storage.save(f"generations/{generation.pk}-7.png", _png())  # not recorded
-    services._save_png(generation.image, f"{generation.pk}-7.png", _tiny_image(), {})
+    rendering._save_png(generation.image, f"{generation.pk}-7.png", _tiny_image(), {})
     assert generation.image.name == f"generations/{generation.pk}-7.png"  # no "_abc123"
     assert sorted(p.name for p in Path(default_storage.location, "generations").iterdir()) == [
         f"{generation.pk}-7.png"
@@ -148,7 +149,7 @@ def _entry(key: str, *, used_days_ago: int) -> LoraCacheEntry:
         status=LoraStatus.READY,
         last_used_at=timezone.now() - timezone.timedelta(days=used_days_ago),
     )
-    path = services.lora_path(entry)
+    path = lora_cache.lora_path(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"unet.a.lora.down.weight": torch.zeros(64, 64)}, str(path))
     LoraCacheEntry.objects.filter(pk=entry.pk).update(size_bytes=path.stat().st_size)
@@ -162,7 +163,7 @@ def test_exports_count_toward_the_budget_and_go_with_their_lora(gen_settings):
     gen_settings.LORA_CACHE_BUDGET_MB = 0  # no limit yet
     export = services.lora_export(new, "diffusers")
     new.refresh_from_db()
-    assert new.size_bytes == one + export.stat().st_size == services.lora_disk_bytes(new)
+    assert new.size_bytes == one + export.stat().st_size == lora_cache.lora_disk_bytes(new)
     assert selectors.lora_cache_stats()["size_bytes"] == old.size_bytes + new.size_bytes
 
     # With a budget that holds the two files but not the export too, the export evicts
@@ -172,10 +173,10 @@ def test_exports_count_toward_the_budget_and_go_with_their_lora(gen_settings):
     report = services.lora_cache_evict(budget_bytes=budget)
     assert report.evicted == [old.key]
     old.refresh_from_db()
-    assert old.status == LoraStatus.EVICTED and not services.lora_path(old).exists()
+    assert old.status == LoraStatus.EVICTED and not lora_cache.lora_path(old).exists()
 
     services.lora_evict(new)
-    assert not export.exists() and services.lora_export_paths(new) == []
+    assert not export.exists() and lora_cache.lora_export_paths(new) == []
     new.refresh_from_db()
     assert new.status == LoraStatus.EVICTED and new.size_bytes == 0
 
@@ -193,8 +194,8 @@ def test_an_export_never_evicts_the_lora_it_exports(gen_settings):
 def test_a_lora_whose_file_vanished_loses_its_exports_too(gen_settings):
     entry = _entry("e", used_days_ago=1)
     export = services.lora_export(entry, "diffusers")
-    services.lora_path(entry).unlink()
-    assert not services.lora_is_ready(entry)
+    lora_cache.lora_path(entry).unlink()
+    assert not lora_cache.lora_is_ready(entry)
     assert not export.exists()
 
 
@@ -228,7 +229,7 @@ def test_no_api_answer_carries_a_server_path(client, user, gen_settings):
     """Anonymous visitors (and signed-in users) read model names, never folders: a
     finished generation whose records hold every kind of path the services write."""
     model = str(gen_settings.SD_MODEL)
-    lora_file = str(services.lora_dir() / "loras" / ("f" * 64 + ".safetensors"))
+    lora_file = str(lora_cache.lora_dir() / "loras" / ("f" * 64 + ".safetensors"))
     entry = LoraCacheEntry.objects.create(
         key="f" * 64,
         kind="artist_style",

@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from generation import selectors, services
 from generation.models import Generation
+from generation.services import rendering
 from jobs.models import JobStatus
 from mlcore.stand_in import MARKER
 
@@ -207,7 +208,7 @@ def test_off_setting_skips_the_checker_and_says_off(
         raise AssertionError("the checker is off: it must not load")
 
     checker_on.SAFETY_CHECKER = "off"
-    monkeypatch.setattr(services, "safety_checker_get", never_loaded)
+    monkeypatch.setattr(rendering, "safety_checker_get", never_loaded)
     generation = _render(eager, user, weight_artist_style=0.0, with_baseline=False)
     assert generation.job.status == JobStatus.SUCCEEDED, generation.job.error
     assert generation.provenance["safety_checker"] == "off: MYTHRAGEN_SAFETY_CHECKER=off"
@@ -219,7 +220,7 @@ def test_off_setting_skips_the_checker_and_says_off(
 def test_tiny_sd_turns_the_checker_off_and_the_pages_say_so(
     client, indexed_demo, eager, user, gen_settings, monkeypatch
 ):
-    monkeypatch.setattr(services, "safety_checker_get", lambda: pytest.fail("checker loaded"))
+    monkeypatch.setattr(rendering, "safety_checker_get", lambda: pytest.fail("checker loaded"))
     note = "safety checker off: tiny stand-in model"
     client.force_login(user)
     page = client.get(reverse("generation:generate")).content.decode()

@@ -10,6 +10,8 @@ from PIL import Image
 from catalog.models import Artwork
 from generation import services
 from generation.models import Generation, LoraCacheEntry, LoraKind, LoraStatus
+from generation.services import lora_cache, phases, rendering, retrieval_sets
+from generation.services.training import lora_train
 from jobs.models import Job, JobStatus
 from jobs.services import JobCancelled
 
@@ -38,7 +40,7 @@ def _run(eager, call, *args, **kwargs) -> Generation:
 
 
 def test_retrieval_sets_follow_the_papers_fig5(indexed_demo):
-    sets = services.retrieval_sets_build(PROMPT, k=6)
+    sets = retrieval_sets.retrieval_sets_build(PROMPT, k=6)
     assert sets["parsed"]["matches"] == {
         "artist": "Chiyo Hanabusa",
         "style": "Ukiyo_e",
@@ -64,8 +66,49 @@ def test_retrieval_sets_follow_the_papers_fig5(indexed_demo):
     assert all(works[i].image for i, _ in a["artworks"] + b["artworks"])
 
 
+def test_retrieval_sets_read_the_prompt_once_and_search_by_label_id(indexed_demo, monkeypatch):
+    from catalog.models import Artist, Genre, Style
+    from retrieval.query import PromptParser
+
+    read = []
+    real_parse = PromptParser.parse
+    monkeypatch.setattr(
+        PromptParser, "parse", lambda self, text: read.append(text) or real_parse(self, text)
+    )
+    sets = retrieval_sets.retrieval_sets_build(PROMPT, k=4)
+    assert read == [PROMPT]  # the sets' searches take ids: no name is written and read again
+    style = Style.objects.get(name="Ukiyo_e").pk
+    assert sets["sets"]["artist_style"]["labels"] == {
+        "artist": Artist.objects.get(name="Chiyo Hanabusa").pk,
+        "style": style,
+    }
+    assert sets["sets"]["genre_style"]["labels"] == {
+        "genre": Genre.objects.get(name="landscape").pk,
+        "style": style,
+    }
+
+
+def test_baseline_prompt_is_the_content_in_the_style_of_the_names():
+    retrieval = {
+        "parsed": {"content": "quiet hills", "matches": {"style": "Ukiyo_e", "artist": "Hokusai"}}
+    }
+    assert (
+        retrieval_sets.baseline_prompt("x", retrieval)
+        == "quiet hills, in the style of Hokusai, Ukiyo e"
+    )
+    assert retrieval_sets.baseline_prompt("x", {"parsed": {"content": "", "matches": {}}}) == "x"
+
+
+def test_lora_mix_sums_one_lora_twice_and_clamps():
+    one, other = LoraCacheEntry(pk=1, key="a"), LoraCacheEntry(pk=2, key="b")
+    assert lora_cache.lora_mix([(one, 1.5), (None, 1.0), (one, 1.0), (other, -0.5)]) == [
+        (one, 2.0),
+        (other, -0.5),
+    ]
+
+
 def test_sub_collection_restricts_both_sets(indexed_demo):
-    sets = services.retrieval_sets_build(PROMPT, k=5, filters={"style": "Impressionism"})
+    sets = retrieval_sets.retrieval_sets_build(PROMPT, k=5, filters={"style": "Impressionism"})
     ids = [i for s in sets["sets"].values() for i, _ in s["artworks"]]
     assert set(Artwork.objects.filter(pk__in=ids).values_list("style__name", flat=True)) == {
         "Impressionism"
@@ -128,7 +171,7 @@ def test_request_trains_renders_and_stores_provenance_in_db_and_png(
         entry.refresh_from_db()
         assert entry.status == LoraStatus.READY and entry.uses == 1 and entry.size_bytes > 0
         assert entry.train_info["steps"] == 6 and entry.train_info["resumed_from_step"] == 0
-        assert services.lora_path(entry).is_file()
+        assert lora_cache.lora_path(entry).is_file()
         assert entry.artwork_ids == sorted(entry.artwork_ids) and len(entry.artwork_ids) == 4
 
     # Provenance: the same record in the database and in the PNG's text chunks.
@@ -201,9 +244,9 @@ def test_one_set_twice_trains_one_lora_with_the_summed_weight(indexed_demo, eage
 
 def test_training_resumes_from_its_checkpoint_after_a_crash(indexed_demo, user, gen_settings):
     gen_settings.LORA_STEPS = 8
-    sets = services.retrieval_sets_build(PROMPT, k=3)
-    training = services.training_config_current().to_dict()
-    entry = services.lora_entry_for("artist_style", sets["sets"]["artist_style"], training)
+    sets = retrieval_sets.retrieval_sets_build(PROMPT, k=3)
+    training = lora_cache.training_config_current().to_dict()
+    entry = lora_cache.lora_entry_for("artist_style", sets["sets"]["artist_style"], training)
 
     class WorkerKilled(BaseException):
         """Stands in for the process dying: not an Exception, nothing may swallow it."""
@@ -214,20 +257,20 @@ def test_training_resumes_from_its_checkpoint_after_a_crash(indexed_demo, user, 
 
     first, second = (Job.objects.create(kind="generation") for _ in range(2))
     with pytest.raises(WorkerKilled):
-        services.lora_train(entry, job_id=first.pk, report=crash_at_step_5)
-    work = services.lora_dir() / "work" / entry.key
-    assert (work / "checkpoint-3").is_dir() and not services.lora_path(entry).exists()
+        lora_train(entry, job_id=first.pk, report=crash_at_step_5)
+    work = lora_cache.lora_dir() / "work" / entry.key
+    assert (work / "checkpoint-3").is_dir() and not lora_cache.lora_path(entry).exists()
 
-    resumed = services.lora_train(entry, job_id=second.pk)
+    resumed = lora_train(entry, job_id=second.pk)
     assert resumed.status == LoraStatus.READY
     assert resumed.train_info["resumed_from_step"] == 3 and resumed.train_info["steps"] == 8
     assert not work.exists()  # checkpoints are removed once the LoRA is saved
 
 
 def test_cancel_during_training_keeps_a_checkpoint(indexed_demo, user, gen_settings):
-    sets = services.retrieval_sets_build(PROMPT, k=3)
-    training = services.training_config_current().to_dict()
-    entry = services.lora_entry_for("genre_style", sets["sets"]["genre_style"], training)
+    sets = retrieval_sets.retrieval_sets_build(PROMPT, k=3)
+    training = lora_cache.training_config_current().to_dict()
+    entry = lora_cache.lora_entry_for("genre_style", sets["sets"]["genre_style"], training)
 
     def cancel_at_step_4(done, total, stage=""):
         if done == 4:
@@ -235,11 +278,11 @@ def test_cancel_during_training_keeps_a_checkpoint(indexed_demo, user, gen_setti
 
     first, second = (Job.objects.create(kind="generation") for _ in range(2))
     with pytest.raises(JobCancelled):
-        services.lora_train(entry, job_id=first.pk, report=cancel_at_step_4)
+        lora_train(entry, job_id=first.pk, report=cancel_at_step_4)
     entry.refresh_from_db()
     assert entry.status == LoraStatus.PENDING
-    assert (services.lora_dir() / "work" / entry.key / "checkpoint-4").is_dir()
-    assert services.lora_train(entry, job_id=second.pk).train_info["resumed_from_step"] == 4
+    assert (lora_cache.lora_dir() / "work" / entry.key / "checkpoint-4").is_dir()
+    assert lora_train(entry, job_id=second.pk).train_info["resumed_from_step"] == 4
 
 
 def test_failure_is_recorded_and_retry_runs_a_new_job(indexed_demo, eager, user, monkeypatch):
@@ -253,13 +296,13 @@ def test_failure_is_recorded_and_retry_runs_a_new_job(indexed_demo, eager, user,
             setting="MYTHRAGEN_SD_MODEL",
         )
 
-    real = services.renderer_get
-    monkeypatch.setattr(services, "renderer_get", broken)
+    real = rendering.renderer_get
+    monkeypatch.setattr(rendering, "renderer_get", broken)
     generation = _run(eager, services.generation_request, user, _params())
     failed_job = generation.job
     assert failed_job.status == JobStatus.FAILED
     assert "MYTHRAGEN_SD_MODEL" in failed_job.error
-    monkeypatch.setattr(services, "renderer_get", real)
+    monkeypatch.setattr(rendering, "renderer_get", real)
     generation = _run(eager, services.generation_retry, generation, user)
     assert generation.job_id != failed_job.pk
     assert generation.job.status == JobStatus.SUCCEEDED, generation.job.error
@@ -284,7 +327,7 @@ def test_a_redelivered_or_superseded_task_does_nothing(imported_demo, user):
     job_id = generation.job_id
     assert not services.generation_phase_begin(generation.pk, job_id, "render")  # not its phase
     assert not services.generation_phase_begin(generation.pk, job_id + 99, "retrieve")
-    for _ in range(services.MAX_PHASE_ATTEMPTS):
+    for _ in range(phases.MAX_PHASE_ATTEMPTS):
         assert services.generation_phase_begin(generation.pk, job_id, "retrieve")
     # One start too many: its worker died every time; the job fails with that reason.
     assert not services.generation_phase_begin(generation.pk, job_id, "retrieve")
@@ -307,7 +350,7 @@ def _fake_entry(key: str, size: int, used_days_ago: int | None) -> LoraCacheEntr
         if used_days_ago is None
         else timezone.now() - timezone.timedelta(days=used_days_ago),
     )
-    path = services.lora_path(entry)
+    path = lora_cache.lora_path(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"x" * size)
     return entry
@@ -340,4 +383,4 @@ def test_eviction_keeps_the_budget_lru_first_and_spares_loras_in_use(db, gen_set
     assert report.evicted == [old.key, mid.key] and report.kept_in_use == 1
     states = dict(LoraCacheEntry.objects.values_list("key", "status"))
     assert states[busy.key] == states[new.key] == LoraStatus.READY
-    assert states[old.key] == LoraStatus.EVICTED and not services.lora_path(old).exists()
+    assert states[old.key] == LoraStatus.EVICTED and not lora_cache.lora_path(old).exists()

@@ -90,6 +90,7 @@ if count:
 
     import generation.services as gen
     import labelling.genre_services as labelling
+    from generation.services import lora_cache
     from jobs.services import job_current
 
     def started(module, name, line):
@@ -102,16 +103,16 @@ if count:
 
         setattr(module, name, wrapper)
 
-    counted(gen, "_lora_claim", lambda a, k, won: won and f"train {a[0].key} job {a[1]}")
+    counted(lora_cache, "lora_claim", lambda a, k, won: won and f"train {a[0].key} job {a[1]}")
     started(gen, "generation_render", lambda a: f"render {a[0]} job {job_current()}")
     started(labelling, "genres_label", lambda a: f"label_genres job {job_current()}")
 
 if fault == "die-while-loading-the-sd-model":
     # The render phase loads Stable Diffusion under a heartbeat (the job shows "loading
     # model ..."); the worker is killed half way through.
-    import generation.services as gen
+    from generation.services import rendering
 
-    real_renderer_get = gen.renderer_get
+    real_renderer_get = rendering.renderer_get
 
     class Dying:
         def __init__(self, renderer):
@@ -124,7 +125,7 @@ if fault == "die-while-loading-the-sd-model":
         def __getattr__(self, name):
             return getattr(self.renderer, name)
 
-    gen.renderer_get = lambda: Dying(real_renderer_get())
+    rendering.renderer_get = lambda: Dying(real_renderer_get())
 elif fault.startswith("die-at-render-step:"):
     from jobs import services as jobs
 
@@ -486,6 +487,7 @@ def test_a_worker_killed_between_phases_and_during_training_loses_nothing(
 
     from generation import services as gen
     from generation.models import Generation, LoraCacheEntry
+    from generation.services import retrieval_sets
 
     env = _env(**broker.env, **tiny_generation)
     lora_dir = Path(env["MYTHRAGEN_LORA_DIR"])
@@ -501,7 +503,7 @@ def test_a_worker_killed_between_phases_and_during_training_loses_nothing(
         # The request as the API makes it, with the retrieval sets found here and pinned
         # (as a re-run does): this process has the text model loaded, the workers need none.
         params = gen.GenerationParams(prompt=PROMPT, seed=4, with_baseline=False)
-        pinned = gen.retrieval_sets_build(PROMPT, settings.GEN_K)
+        pinned = retrieval_sets.retrieval_sets_build(PROMPT, settings.GEN_K)
         generation = gen.generation_request(user, params, pinned=pinned)
         job_id = generation.job_id
         _wait_killed(first, first_log)
@@ -588,6 +590,7 @@ def test_a_worker_killed_while_a_model_loads_and_while_it_renders_resumes(
 
     from generation import services as gen
     from generation.models import Generation
+    from generation.services import retrieval_sets
 
     env = _env(**broker.env, **tiny_generation)
     queues = "celery,training,rendering"
@@ -606,7 +609,7 @@ def test_a_worker_killed_while_a_model_loads_and_while_it_renders_resumes(
     recovered = {}
     with broker.sending():
         generation = gen.generation_request(
-            user, params, pinned=gen.retrieval_sets_build(PROMPT, settings.GEN_K)
+            user, params, pinned=retrieval_sets.retrieval_sets_build(PROMPT, settings.GEN_K)
         )
         job_id = generation.job_id
         steps = [
@@ -652,6 +655,7 @@ def test_cancel_ends_at_once_a_job_whose_worker_was_killed(
     from django.conf import settings
 
     from generation import services as gen
+    from generation.services import retrieval_sets
     from jobs.services import jobs_maintain
 
     env = _env(**broker.env, **tiny_generation)
@@ -665,7 +669,7 @@ def test_cancel_ends_at_once_a_job_whose_worker_was_killed(
     queues = "celery,training,rendering"
     with broker.sending():
         generation = gen.generation_request(
-            user, params, pinned=gen.retrieval_sets_build(PROMPT, settings.GEN_K)
+            user, params, pinned=retrieval_sets.retrieval_sets_build(PROMPT, settings.GEN_K)
         )
         first_log = tmp_path / "w1.log"
         first = _worker(env, first_log, "die-at-render-step:2", flag, queues)

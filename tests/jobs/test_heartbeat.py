@@ -190,6 +190,7 @@ def test_a_generation_survives_training_and_render_loads_longer_than_the_thresho
     from generation import services
     from generation.ml.render import ArtRenderer
     from generation.models import Generation, LoraCacheEntry, LoraStatus
+    from generation.services import lora_cache
 
     seen: list[dict] = []
 
@@ -203,7 +204,7 @@ def test_a_generation_survives_training_and_render_loads_longer_than_the_thresho
         job = Job.objects.get(pk=jobs.job_current())
         other = Job.objects.create(kind="generation")
         claimable = [  # another job may not take over a LoRA being trained
-            services._lora_claim(entry, other.pk)
+            lora_cache.lora_claim(entry, other.pk)
             for entry in LoraCacheEntry.objects.filter(status=LoraStatus.TRAINING)
         ]
         other.delete()
@@ -262,7 +263,7 @@ def test_a_generation_survives_training_and_render_loads_longer_than_the_thresho
 def _sweep_after(seconds: float) -> int:
     from django.db import connection
 
-    from generation.services import generation_sweep_stale
+    from generation.services.requests import generation_sweep_stale
 
     try:
         time.sleep(seconds)

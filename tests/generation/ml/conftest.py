@@ -68,7 +68,7 @@ def training_images(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="session")
 def examples(training_images):
-    from generation.ml.lora_train import TrainingExample
+    from generation.ml.lora_config import TrainingExample
 
     captions = ["a painting of the sea", "a portrait by monet", "a cubism landscape", "a city"]
     return [

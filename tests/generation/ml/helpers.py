@@ -9,7 +9,7 @@ RENDER_KW = {"seed": 3, "steps": 3, "guidance": 5.0, "width": 64, "height": 64}
 
 def fast_config(**overrides):
     """Tiny-model training settings: 64 px, 8 steps, large LR so LoRAs visibly matter."""
-    from generation.ml.lora_train import LoraTrainingConfig
+    from generation.ml.lora_config import LoraTrainingConfig
 
     values = {
         "max_train_steps": 8,

@@ -9,13 +9,9 @@ import torch
 from safetensors import safe_open
 
 from generation.ml.errors import GenerationInputError, ModelUnavailable, TrainingCancelled
-from generation.ml.lora_train import (
-    LoraTrainingConfig,
-    TrainingExample,
-    export_lora,
-    read_lora_metadata,
-    train_lora,
-)
+from generation.ml.lora_config import LoraTrainingConfig, TrainingExample
+from generation.ml.lora_files import export_lora, read_lora_metadata
+from generation.ml.lora_train import train_lora
 from generation.ml.provenance import safetensors_data_hash
 
 from .helpers import fast_config

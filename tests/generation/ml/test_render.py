@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from generation.ml.errors import GenerationInputError, ModelUnavailable
-from generation.ml.lora_train import export_lora
+from generation.ml.lora_files import export_lora
 from generation.ml.render import SAMPLERS, ArtRenderer, get_renderer
 
 from .helpers import RENDER_KW, pixels, unet_probe
