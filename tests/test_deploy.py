@@ -13,17 +13,14 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.harness import ROOT, HarnessError, free_port, start_logged, stop, wait_listening
 
-ROOT = Path(__file__).resolve().parent.parent
 STRONG_KEY = secrets.token_urlsafe(50)
 
 # Nothing here uses the test database, so the PostgreSQL pass of `make test` skips it.
@@ -160,28 +157,12 @@ def server(tmp_path_factory):
         MYTHRAGEN_PYTHON=sys.executable,
     )
     log = tmp / "serve.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [str(ROOT / "bin" / "serve")],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_logged([str(ROOT / "bin" / "serve")], env, log, session=True)
     host = env["DJANGO_ALLOWED_HOSTS"].split(",")[0]
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"bin/serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                pytest.fail(f"gunicorn did not listen within 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    try:
+        wait_listening(proc, port, log, timeout=90, name="bin/serve")
+    except HarnessError as exc:
+        pytest.fail(str(exc))
     yield Server(proc, port, host, log)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -329,27 +310,16 @@ def demo_server(tmp_path_factory):
     (tmp / "media" / "generations").mkdir()
     (tmp / "media" / "generations" / "1-7.png").write_bytes(b"\x89PNG nobody's")
     log = tmp / "runserver.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"runserver exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                pytest.fail(f"runserver did not listen within 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    proc = start_logged(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        env,
+        log,
+        session=True,
+    )
+    try:
+        wait_listening(proc, port, log, timeout=90, name="runserver")
+    except HarnessError as exc:
+        pytest.fail(str(exc))
 
     def get(path: str):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -360,8 +330,7 @@ def demo_server(tmp_path_factory):
         return response, body
 
     yield get
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    stop(proc, timeout=30)
 
 
 def test_the_demo_serves_static_and_media_with_its_own_error_pages(demo_server):
