@@ -41,27 +41,37 @@ def documented_production_env() -> dict[str, str]:
     return env
 
 
-def production_env(tmp: Path, **overrides: str) -> dict[str, str]:
-    """The documented environment with local stand-ins for what lives on other machines
-    (database, broker, shared mount) and a strong secret key in place of the placeholder."""
+def local_env(tmp: Path, base: dict[str, str], **overrides: str | None) -> dict[str, str]:
+    """`base` (a documented environment) with local stand-ins for what lives on other
+    machines (database, broker, folders) and a strong secret key in place of the
+    placeholder; an override of None removes the variable."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", str(tmp)),
         "LANG": "C.UTF-8",
-        **documented_production_env(),
+        **base,
         "DJANGO_SECRET_KEY": STRONG_KEY,
         "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
         "CELERY_BROKER_URL": "memory://",
         "CELERY_RESULT_BACKEND": "cache+memory://",
         "MEDIA_ROOT": str(tmp / "media"),
-        "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
-        "MYTHRAGEN_LORA_DIR": str(tmp / "loras"),
-        "MYTHRAGEN_MODELS_DIR": str(tmp / "models"),
         "DJANGO_STATIC_ROOT": str(tmp / "static"),
+        "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
         "LOG_LEVEL": "WARNING",
+        **overrides,
     }
-    env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
+
+
+def production_env(tmp: Path, **overrides: str) -> dict[str, str]:
+    """The documented production environment, run locally (`local_env`)."""
+    return local_env(
+        tmp,
+        documented_production_env(),
+        MYTHRAGEN_LORA_DIR=str(tmp / "loras"),
+        MYTHRAGEN_MODELS_DIR=str(tmp / "models"),
+        **overrides,
+    )
 
 
 def check_deploy(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
@@ -287,20 +297,7 @@ def demo_server(tmp_path_factory):
     temporary database, static and media folders; static files collected as make run does."""
     tmp = tmp_path_factory.mktemp("demo")
     port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", str(tmp)),
-        "LANG": "C.UTF-8",
-        **_pairs(_run_demo_config(DJANGO_DEBUG="false").stdout),
-        "DJANGO_SECRET_KEY": STRONG_KEY,
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "CELERY_BROKER_URL": "memory://",
-        "CELERY_RESULT_BACKEND": "cache+memory://",
-        "MEDIA_ROOT": str(tmp / "media"),
-        "DJANGO_STATIC_ROOT": str(tmp / "static"),
-        "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = local_env(tmp, _pairs(_run_demo_config(DJANGO_DEBUG="false").stdout))
     for command in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
         subprocess.run(
             [sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, timeout=300
