@@ -19,6 +19,7 @@ from jobs.models import Job, JobStatus
 from labelling import services as labelling_services
 from labelling.models import BulkOperation
 from retrieval.models import EmbeddingSpace
+from tests.factories import generation_create
 from tests.roles.matrix import PASSWORD
 
 
@@ -43,19 +44,10 @@ RETRIEVAL_SETS = {"sets": {"artist_style": {"artworks": []}, "genre_style": {"ar
 def _generation(owner, state: str) -> Generation:
     done = state == JobStatus.SUCCEEDED
     job = Job.objects.create(kind=GENERATION_JOB, user=owner, status=state)
-    return Generation.objects.create(
+    return generation_create(
         user=owner,
         job=job,
         prompt=f"{owner.username} {state} request",
-        seed=7,
-        steps=3,
-        guidance=7.5,
-        width=64,
-        height=64,
-        sampler="ddim",
-        k=4,
-        weight_artist_style=0.6,
-        weight_genre_style=0.4,
         phase=Generation.Phase.DONE if done else Generation.Phase.RETRIEVE,
         retrieval=RETRIEVAL_SETS if done else {},
         image="generations/done.png" if done else "",
