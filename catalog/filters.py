@@ -113,3 +113,8 @@ class ArtworkFilter(django_filters.FilterSet):
         if value is None:
             return queryset
         return queryset.exclude(image="") if value else queryset.filter(image="")
+
+
+# The filters that restrict another endpoint (search, similar artworks, generation) to a
+# sub-collection: all but `q`, the catalog page's title search (a search's prompt).
+SUBCOLLECTION_FILTERS = tuple(name for name in ArtworkFilter.base_filters if name != "q")

@@ -1,3 +1,5 @@
+from importlib import import_module
+
 from django.conf import settings
 from django.contrib import admin
 from django.shortcuts import redirect
@@ -5,24 +7,23 @@ from django.templatetags.static import static
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
+from rest_framework.urlpatterns import format_suffix_patterns
 
-from accounts import api as accounts_api
 from accounts import views as accounts_views
-from catalog import api as catalog_api
 from config.media import media_view
-from generation import api as generation_api
-from jobs import api as jobs_api
-from labelling import api as labelling_api
-from retrieval import api as retrieval_api
 
-router = DefaultRouter()
-router.register("artworks", catalog_api.ArtworkViewSet, basename="artwork")
-router.register("artists", catalog_api.ArtistViewSet, basename="artist")
-router.register("styles", catalog_api.StyleViewSet, basename="style")
-router.register("genres", catalog_api.GenreViewSet, basename="genre")
-router.register("jobs", jobs_api.JobViewSet, basename="job")
-router.register("generations", generation_api.GenerationViewSet, basename="generation")
-router.register("loras", generation_api.LoraViewSet, basename="lora")
+# Each app's REST API routes live in its `api/urls.py`, included under /api/ below.
+API_APPS = ("accounts", "catalog", "jobs", "labelling", "retrieval", "generation")
+
+
+def api_root_view():
+    """The browsable /api/ root, listing the collections the apps' routers register."""
+    root = DefaultRouter()
+    for app in API_APPS:
+        app_router = getattr(import_module(f"{app}.api.urls"), "router", None)
+        if app_router is not None:
+            root.registry.extend(app_router.registry)
+    return root.get_api_root_view()
 
 
 def favicon(request):
@@ -40,27 +41,8 @@ admin.site.site_url = "/"
 urlpatterns = [
     path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
-    path("api/auth/token/", accounts_api.TokenView.as_view(), name="api-token"),
-    path("api/search/", retrieval_api.SearchView.as_view(), name="api-search"),
-    path("api/artworks/<int:pk>/similar/", retrieval_api.SimilarView.as_view(), name="api-similar"),
-    path("api/index/", retrieval_api.IndexView.as_view(), name="api-index"),
-    path("api/review/queue/", labelling_api.ReviewQueueView.as_view(), name="api-review-queue"),
-    path("api/review/bulk/", labelling_api.BulkView.as_view(), name="api-review-bulk"),
-    path(
-        "api/review/bulk/<uuid:op_id>/undo/",
-        labelling_api.BulkUndoView.as_view(),
-        name="api-review-bulk-undo",
-    ),
-    path(
-        "api/artworks/<int:pk>/genre/", labelling_api.GenreCorrectView.as_view(), name="api-genre"
-    ),
-    path(
-        "api/artworks/<int:pk>/accept/", labelling_api.GenreAcceptView.as_view(), name="api-accept"
-    ),
-    path(
-        "api/artworks/<int:pk>/revert/", labelling_api.GenreRevertView.as_view(), name="api-revert"
-    ),
-    path("api/", include(router.urls)),
+    *(path("api/", include(f"{app}.api.urls")) for app in API_APPS),
+    path("api/", include(format_suffix_patterns([path("", api_root_view(), name="api-root")]))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # The sign-in page throttles failures (accounts.views); the rest is Django's.

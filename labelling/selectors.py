@@ -9,8 +9,8 @@ import numpy as np
 from django.conf import settings
 from django.db.models import F, QuerySet
 
-from catalog.filters import ArtworkFilter
 from catalog.models import MACHINE_SOURCES, Artwork, Genre, GenreLabel, LabelSource
+from labelling.filters import ReviewFilter
 from labelling.models import BulkOperation, GenreAssessment, GenreModelVersion
 
 
@@ -36,33 +36,17 @@ class ReviewItem:
 def review_candidates(filters: dict | None = None) -> QuerySet[Artwork]:
     """Artworks a curator may want to review: labelled, not yet confirmed by a curator.
 
-    `filters` takes the catalog filters (genre, style, artist, label_source, ...) plus
-    `confidence_min` / `confidence_max`. An explicit label_source=curator shows
+    `filters` takes the names of `labelling.filters.ReviewFilter` (the catalog filters
+    plus `confidence_min` / `confidence_max`). An explicit label_source=curator shows
     curator-confirmed artworks too.
     """
     data = {k: v for k, v in (filters or {}).items() if v not in (None, "")}
-    errors = {}
-    bounds = {}
-    for key in ("confidence_min", "confidence_max"):
-        if key in data:
-            try:
-                bounds[key] = float(data.pop(key))
-                if not 0 <= bounds[key] <= 1:
-                    raise ValueError
-            except (TypeError, ValueError):
-                errors[key] = ["a number between 0 and 1"]
-    artwork_filter = ArtworkFilter(data, queryset=Artwork.objects.all())
-    if not artwork_filter.is_valid():
-        errors.update(artwork_filter.errors)
-    if errors:
-        raise ReviewFilterError(errors)
-    qs = artwork_filter.qs.filter(genre__isnull=False).select_related("artist", "style", "genre")
+    review_filter = ReviewFilter(data, queryset=Artwork.objects.all())
+    if not review_filter.is_valid():
+        raise ReviewFilterError(dict(review_filter.errors))
+    qs = review_filter.qs.filter(genre__isnull=False).select_related("artist", "style", "genre")
     if "label_source" not in data:
         qs = qs.exclude(genre_source=LabelSource.CURATOR)
-    if "confidence_min" in bounds:
-        qs = qs.filter(genre_confidence__gte=bounds["confidence_min"])
-    if "confidence_max" in bounds:
-        qs = qs.filter(genre_confidence__lte=bounds["confidence_max"])
     return qs.order_by(F("genre_confidence").asc(nulls_last=True), "id")
 
 

@@ -22,6 +22,7 @@ from catalog.models import MACHINE_SOURCES, Artwork, Genre, GenreLabel, LabelSou
 from catalog.selectors import artwork_image_load
 from catalog.services import artwork_genre_refresh, genre_label_add
 from jobs.services import job_current, job_heartbeat
+from labelling import selectors
 from labelling.models import BulkOperation
 from retrieval.services import artwork_labels_changed, ml_device
 
@@ -236,6 +237,44 @@ class BulkChange:
     def changes_genre(self) -> bool:
         """False for a label confirmed as it is (only its source becomes curator)."""
         return (self.old.pk if self.old else None) != (self.new.pk if self.new else None)
+
+
+# The most artworks one bulk operation may cover (a preview lists each of them). A
+# selection past it is refused with that reason, on the page and in the API alike, never
+# cut short: a silently truncated preview would apply to an arbitrary part of a filter.
+BULK_MAX = 5000
+
+
+class BulkTooLarge(ValueError):
+    """More artworks match than one bulk operation may cover."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} artworks match; narrow the filters")
+        self.limit = limit
+
+
+def bulk_plan_select(
+    action: str,
+    genre: Genre | None = None,
+    *,
+    artwork_ids: Iterable[int] | None = None,
+    filters: dict | None = None,
+) -> list[BulkChange]:
+    """Plan a bulk operation over the artworks given by id, else over the review
+    candidates matching `filters` (`labelling.filters.ReviewFilter`): the one place the
+    page and the API choose artworks and apply `BULK_MAX`.
+
+    Raises `selectors.ReviewFilterError` for bad filters and `BulkTooLarge` when more
+    than `BULK_MAX` artworks are chosen.
+    """
+    if artwork_ids:
+        artworks = Artwork.objects.filter(pk__in=list(artwork_ids)).order_by("id")
+    else:
+        artworks = selectors.review_candidates(filters)
+    chosen = list(artworks.select_related("genre")[: BULK_MAX + 1])
+    if len(chosen) > BULK_MAX:
+        raise BulkTooLarge(BULK_MAX)
+    return bulk_plan(chosen, action, genre)
 
 
 def bulk_plan_counts(changes: Iterable[BulkChange]) -> dict[str, int]:

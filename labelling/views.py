@@ -5,9 +5,9 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from catalog.filters import ArtworkFilter
 from catalog.models import Artwork, Genre, GenreLabel
 from labelling import selectors, services
+from labelling.filters import REVIEW_FILTERS, ReviewFilter
 from labelling.models import BulkOperation
 
 
@@ -16,12 +16,12 @@ def curator_required(view):
     return login_required(permission_required("catalog.curate_genre", raise_exception=True)(view))
 
 
-QUEUE_FILTERS = ["genre", "style", "artist", "label_source"]
+# The review filters the pages show (the rest of `REVIEW_FILTERS` work in their URLs too).
+QUEUE_FILTERS = ["genre", "style", "artist", "label_source", "confidence_min", "confidence_max"]
 
 
-def _queue_params(request) -> dict:
-    names = [*QUEUE_FILTERS, "confidence_min", "confidence_max"]
-    return {n: request.GET.get(n) for n in names if request.GET.get(n)}
+def _review_params(data) -> dict:
+    return {n: data.get(n) for n in REVIEW_FILTERS if data.get(n)}
 
 
 def _item_context(artwork: Artwork, item=None) -> dict:
@@ -36,8 +36,8 @@ def _item_context(artwork: Artwork, item=None) -> dict:
 
 @curator_required
 def review_view(request):
-    params = _queue_params(request)
-    artwork_filter = ArtworkFilter(request.GET or None, queryset=Artwork.objects.none())
+    params = _review_params(request.GET)
+    artwork_filter = ReviewFilter(request.GET or None, queryset=Artwork.objects.none())
     try:
         queue = selectors.review_queue(params, limit=50)
         error = None
@@ -66,13 +66,11 @@ def review_item_fragment(request, pk: int):
 def bulk_view(request):
     """GET: choose artworks by filter, preview the change. POST: apply it."""
     data = request.POST if request.method == "POST" else request.GET
-    params = {
-        n: data.get(n) for n in [*QUEUE_FILTERS, "confidence_min", "confidence_max"] if data.get(n)
-    }
+    params = _review_params(data)
     action = data.get("action") or ""
     genre = Genre.objects.filter(name=data.get("target")).first() if data.get("target") else None
     context = {
-        "filter": ArtworkFilter(data or None, queryset=Artwork.objects.none()),
+        "filter": ReviewFilter(data or None, queryset=Artwork.objects.none()),
         "queue_filters": QUEUE_FILTERS,
         "genres": Genre.objects.order_by("name"),
         "action": action,
@@ -87,10 +85,14 @@ def bulk_view(request):
             context["error"] = "Choose the genre to relabel to."
         else:
             try:
-                artworks = list(selectors.review_candidates(params)[:5000])
+                # Refused past services.BULK_MAX (the page says so), never cut short.
+                changes = services.bulk_plan_select(action, genre, filters=params)
             except selectors.ReviewFilterError as exc:
                 context["error"] = exc.errors
-                artworks = []
+                changes = None
+            except services.BulkTooLarge as exc:
+                context["error"] = f"{str(exc).capitalize()} (at most {exc.limit} at once)."
+                changes = None
             if request.method == "POST" and not context.get("error"):
                 # isascii: "²".isdigit() is True, and int("²") raises.
                 ids = [
@@ -119,8 +121,9 @@ def bulk_view(request):
                         request, f"Left alone: {conflict['title']}: {conflict['detail']}"
                     )
                 return redirect("labelling:bulk")
-            context["changes"] = services.bulk_plan(artworks, action, genre)
-            context["counts"] = services.bulk_plan_counts(context["changes"])
+            if changes is not None:
+                context["changes"] = changes
+                context["counts"] = services.bulk_plan_counts(changes)
     return render(request, "labelling/bulk.html", context)
 
 

@@ -2,13 +2,15 @@
 
 from django.shortcuts import get_object_or_404, render
 
-from catalog.filters import ArtworkFilter
+from catalog.filters import SUBCOLLECTION_FILTERS, ArtworkFilter
 from catalog.models import Artwork
 from catalog.selectors import example_prompt
 from retrieval import selectors, services
 from retrieval.forms import SearchForm
 
-FILTER_NAMES = ["artist", "style", "genre", "has_genre", "label_source"]
+# The sub-collection filters the page shows (every one of `SUBCOLLECTION_FILTERS` works
+# in its URL, as in the API).
+SHOWN_FILTERS = ["artist", "style", "genre", "has_genre", "label_source"]
 
 
 def search_view(request):
@@ -19,7 +21,9 @@ def search_view(request):
     form with the reasons and answers 400.
     """
     data = request.POST if request.method == "POST" else request.GET
-    bound = request.method == "POST" or any(name in data for name in ("q", "k", *FILTER_NAMES))
+    bound = request.method == "POST" or any(
+        name in data for name in ("q", "k", *SUBCOLLECTION_FILTERS)
+    )
     example = example_prompt()
     form = SearchForm(
         data if bound else None,
@@ -32,7 +36,7 @@ def search_view(request):
     context = {
         "form": form,
         "filter": artwork_filter,
-        "filter_names": FILTER_NAMES,
+        "filter_names": SHOWN_FILTERS,
         "example": example,
     }
     status = 200
@@ -41,7 +45,7 @@ def search_view(request):
         valid = form.is_valid() & artwork_filter.is_valid()
         status = 200 if valid else 400
     if bound and status == 200:
-        filters = {n: data.get(n) for n in FILTER_NAMES if data.get(n)}
+        filters = {n: data.get(n) for n in SUBCOLLECTION_FILTERS if data.get(n)}
         try:
             context["result"] = selectors.artwork_search(
                 form.cleaned_data.get("q") or "",

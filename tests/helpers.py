@@ -1,26 +1,35 @@
-"""Helpers for tests that start real processes (Celery workers) against the test DB."""
+"""Helpers for tests that start real processes (Celery workers, servers) against the test
+database; what needs no Django (ports, waiting, Redis, stopping) is in `tests.harness`."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.harness import ROOT, free_port, start_logged, stop, wait_for
 
+__all__ = [
+    "ROOT",
+    "free_port",
+    "process_env",
+    "sending_to",
+    "start_gunicorn",
+    "start_worker",
+    "stop_worker",
+    "test_database_url",
+    "wait_for",
+    "wait_result",
+]
 
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now (for servers a test starts)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+stop_worker = stop
 
 
 def test_database_url() -> str:
@@ -83,20 +92,50 @@ def wait_result(result, proc: subprocess.Popen, log: Path | None, timeout: float
     return result.get(timeout=5)
 
 
-def stop_worker(proc: subprocess.Popen, timeout: float = 15) -> None:
-    proc.terminate()
+def process_env(**overrides) -> dict[str, str]:
+    """The environment of a server or worker process on the test database, media and
+    index folders, with the small embedder offline and one thread."""
+    return {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "MYTHRAGEN_INDEX_DIR": str(settings.RETRIEVAL_INDEX_DIR),
+        "MYTHRAGEN_EMBEDDER": "minilm",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        **{k: str(v) for k, v in overrides.items()},
+    }
+
+
+def start_gunicorn(log: Path, port: int, *, timeout: int = 120, **env) -> subprocess.Popen:
+    """One gunicorn worker serving `config.wsgi` on the test database (`process_env`)."""
+    return start_logged(
+        [sys.executable, "-m", "gunicorn", "config.wsgi:application"]
+        + ["--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", str(timeout)],
+        process_env(**env),
+        log,
+    )
+
+
+@contextmanager
+def sending_to(url: str, options: dict | None = None):
+    """Point this process's Celery app (the web side, which `job_enqueue` sends with) at
+    `url`; a Redis broker's database is emptied first."""
+    from celery_app import app
+
+    old = app.conf.broker_url, app.conf.broker_transport_options
+
+    def reset_pools():
+        app._pool = None  # noqa: SLF001 - built lazily for the current URL
+        app.amqp._producer_pool = None  # noqa: SLF001
+
+    app.conf.broker_url, app.conf.broker_transport_options = url, options or {}
+    reset_pools()
+    if url.startswith("redis://"):
+        app.connection_for_write().default_channel.client.flushdb()
     try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def wait_for(predicate, timeout: float = 60, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"condition not met within {timeout}s")
+        yield
+    finally:
+        app.conf.broker_url, app.conf.broker_transport_options = old
+        reset_pools()

@@ -13,17 +13,14 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.harness import ROOT, HarnessError, free_port, start_logged, stop, wait_listening
 
-ROOT = Path(__file__).resolve().parent.parent
 STRONG_KEY = secrets.token_urlsafe(50)
 
 # Nothing here uses the test database, so the PostgreSQL pass of `make test` skips it.
@@ -44,27 +41,37 @@ def documented_production_env() -> dict[str, str]:
     return env
 
 
-def production_env(tmp: Path, **overrides: str) -> dict[str, str]:
-    """The documented environment with local stand-ins for what lives on other machines
-    (database, broker, shared mount) and a strong secret key in place of the placeholder."""
+def local_env(tmp: Path, base: dict[str, str], **overrides: str | None) -> dict[str, str]:
+    """`base` (a documented environment) with local stand-ins for what lives on other
+    machines (database, broker, folders) and a strong secret key in place of the
+    placeholder; an override of None removes the variable."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", str(tmp)),
         "LANG": "C.UTF-8",
-        **documented_production_env(),
+        **base,
         "DJANGO_SECRET_KEY": STRONG_KEY,
         "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
         "CELERY_BROKER_URL": "memory://",
         "CELERY_RESULT_BACKEND": "cache+memory://",
         "MEDIA_ROOT": str(tmp / "media"),
-        "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
-        "MYTHRAGEN_LORA_DIR": str(tmp / "loras"),
-        "MYTHRAGEN_MODELS_DIR": str(tmp / "models"),
         "DJANGO_STATIC_ROOT": str(tmp / "static"),
+        "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
         "LOG_LEVEL": "WARNING",
+        **overrides,
     }
-    env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
+
+
+def production_env(tmp: Path, **overrides: str) -> dict[str, str]:
+    """The documented production environment, run locally (`local_env`)."""
+    return local_env(
+        tmp,
+        documented_production_env(),
+        MYTHRAGEN_LORA_DIR=str(tmp / "loras"),
+        MYTHRAGEN_MODELS_DIR=str(tmp / "models"),
+        **overrides,
+    )
 
 
 def check_deploy(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
@@ -160,37 +167,22 @@ def server(tmp_path_factory):
         MYTHRAGEN_PYTHON=sys.executable,
     )
     log = tmp / "serve.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [str(ROOT / "bin" / "serve")],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_logged([str(ROOT / "bin" / "serve")], env, log, session=True)
     host = env["DJANGO_ALLOWED_HOSTS"].split(",")[0]
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"bin/serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                pytest.fail(f"gunicorn did not listen within 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    try:
+        wait_listening(proc, port, log, timeout=90, name="bin/serve")
+    except HarnessError as exc:
+        pytest.fail(str(exc))
     # gunicorn's arbiter listens at once; its worker first warms up search (config/warm.py,
     # tens of seconds on a busy host): ready when the worker answers a request.
     served = Server(proc, port, host, log)
+    deadline = time.monotonic() + 120
     while True:
         try:
             served.get("/static/missing.css")
             break
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline + 60:
+            if proc.poll() is not None or time.monotonic() > deadline:
                 os.killpg(proc.pid, signal.SIGKILL)
                 pytest.fail(f"gunicorn's worker did not answer:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
@@ -318,20 +310,7 @@ def demo_server(tmp_path_factory):
     temporary database, static and media folders; static files collected as make run does."""
     tmp = tmp_path_factory.mktemp("demo")
     port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", str(tmp)),
-        "LANG": "C.UTF-8",
-        **_pairs(_run_demo_config(DJANGO_DEBUG="false").stdout),
-        "DJANGO_SECRET_KEY": STRONG_KEY,
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "CELERY_BROKER_URL": "memory://",
-        "CELERY_RESULT_BACKEND": "cache+memory://",
-        "MEDIA_ROOT": str(tmp / "media"),
-        "DJANGO_STATIC_ROOT": str(tmp / "static"),
-        "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = local_env(tmp, _pairs(_run_demo_config(DJANGO_DEBUG="false").stdout))
     for command in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
         subprocess.run(
             [sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, timeout=300
@@ -341,27 +320,16 @@ def demo_server(tmp_path_factory):
     (tmp / "media" / "generations").mkdir()
     (tmp / "media" / "generations" / "1-7.png").write_bytes(b"\x89PNG nobody's")
     log = tmp / "runserver.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"runserver exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                pytest.fail(f"runserver did not listen within 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    proc = start_logged(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        env,
+        log,
+        session=True,
+    )
+    try:
+        wait_listening(proc, port, log, timeout=90, name="runserver")
+    except HarnessError as exc:
+        pytest.fail(str(exc))
 
     def get(path: str):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -372,8 +340,7 @@ def demo_server(tmp_path_factory):
         return response, body
 
     yield get
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    stop(proc, timeout=30)
 
 
 def test_the_demo_serves_static_and_media_with_its_own_error_pages(demo_server):

@@ -266,44 +266,16 @@ def test_unfiltered_pages_take_their_count_from_the_cached_totals(client, import
     assert response.context["page"].paginator.count == Artwork.objects.filter(style=style).count()
 
 
-CARD_LOOP_TEMPLATE = """{% for artwork in artworks %}
-<li class="card">
-  <a href="{% url 'catalog:artwork-detail' artwork.pk %}">
-    {% if artwork.thumbnail %}
-      <img src="{{ artwork.thumbnail.url }}" alt="{{ artwork.title }}" loading="lazy">
-    {% else %}
-      <div class="noimage" title="No image file imported">{{ artwork.style.display_name }}</div>
-    {% endif %}
-    <span class="title">{{ artwork.title }}{% if artwork.year %} ({{ artwork.year }}){% endif %}</span>
-  </a>
-  <span class="meta">{{ artwork.artist.name }} · {{ artwork.style.display_name }}</span>
-  <span class="meta">
-    {% if artwork.genre %}{{ artwork.genre.display_name }} <span class="src src-{{ artwork.genre_source }}">{{ artwork.get_genre_source_display }}</span>
-    {% else %}<em>no genre</em>{% endif %}
-    {% if artwork.is_synthetic %}<span class="src src-synthetic">synthetic</span>{% endif %}
-  </span>
-</li>
-{% endfor %}"""  # noqa: E501 - the card markup as the template engine rendered it
-
-
-def test_python_rendered_cards_equal_the_template_markup(imported_demo):
-    import re
-
-    from django.template import engines
-
-    from catalog import selectors
-    from catalog.templatetags.catalog_cards import artwork_cards
-
+def test_catalog_cards_escape_and_say_what_an_artwork_lacks(client, imported_demo):
     first, second, third = Artwork.objects.order_by("pk")[:3]
     genre_label_add(first, Genre.objects.get(name="still_life"), source=LabelSource.CURATOR)
     Artwork.objects.filter(pk=second.pk).update(
         thumbnail="", year=None, title='Odd <"title"> & co', is_synthetic=False
     )
     Artwork.objects.filter(pk=third.pk).update(genre=None, genre_source="")
-    artworks = list(selectors.artwork_list())
-    assert any(a.thumbnail for a in artworks) and any(not a.thumbnail for a in artworks)
-    assert any(a.genre is None for a in artworks) and any(not a.is_synthetic for a in artworks)
-    expected = engines["django"].from_string(CARD_LOOP_TEMPLATE).render({"artworks": artworks})
-    ours = artwork_cards(artworks)
-    assert re.sub(r"\s+", "", ours) == re.sub(r"\s+", "", expected)
-    assert "Odd &lt;&quot;title&quot;&gt; &amp; co" in ours and "Curator" in ours
+    page = client.get("/").content.decode()
+    assert "Odd &lt;&quot;title&quot;&gt; &amp; co" in page and 'Odd <"title">' not in page
+    assert '<div class="noimage" title="No image file imported">' in page
+    assert '<span class="src src-curator">Curator</span>' in page
+    assert "<em>no genre</em>" in page
+    assert f'href="/artworks/{first.pk}/"' in page

@@ -10,14 +10,15 @@ from django.contrib.auth import get_user_model
 from generation.models import Generation
 from tests.e2e.conftest import broken_images, screenshot, sign_in
 from tests.generation.conftest import _torch_one_thread, gen_settings  # noqa: F401 (fixtures)
-from tests.generation.test_worker import _dead, _redis_up, _worker_env, sending_to
-from tests.helpers import start_worker, stop_worker
+from tests.generation.test_worker import _dead, _worker_env
+from tests.harness import port_open
+from tests.helpers import sending_to, start_worker, stop_worker
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.celery,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379"),
+    pytest.mark.skipif(not port_open(6379), reason="no Redis on 127.0.0.1:6379"),
 ]
 
 PROMPT = "quiet hills by Chiyo Hanabusa, ukiyo-e, landscape"

@@ -19,25 +19,16 @@ from generation import selectors, services
 from generation.models import Generation, LoraCacheEntry, LoraStatus
 from generation.services import lora_cache, rendering, requests
 from jobs.models import Job, JobStatus
+from tests.factories import generation_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("gen_settings")]
 
 
 def _generation(user, status: str, *, files: bool = True, **fields) -> Generation:
     job = Job.objects.create(kind=services.GENERATION_JOB, user=user, status=status)
-    generation = Generation.objects.create(
+    generation = generation_create(
         user=user,
         job=job,
-        prompt="quiet hills",
-        seed=7,
-        steps=3,
-        guidance=7.5,
-        width=64,
-        height=64,
-        sampler="ddim",
-        k=4,
-        weight_artist_style=0.6,
-        weight_genre_style=0.4,
         phase=Generation.Phase.DONE if status == JobStatus.SUCCEEDED else Generation.Phase.RENDER,
         **fields,
     )

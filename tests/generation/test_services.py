@@ -14,6 +14,7 @@ from generation.services import lora_cache, phases, rendering, retrieval_sets
 from generation.services.training import lora_train
 from jobs.models import Job, JobStatus
 from jobs.services import JobCancelled
+from tests.factories import generation_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("gen_settings")]
 
@@ -364,20 +365,7 @@ def test_eviction_keeps_the_budget_lru_first_and_spares_loras_in_use(db, gen_set
         _fake_entry("d", 400, 20),
     )
     job = Job.objects.create(kind="generation", status=JobStatus.RUNNING)
-    Generation.objects.create(
-        prompt="p",
-        seed=1,
-        steps=1,
-        guidance=1,
-        width=64,
-        height=64,
-        sampler="ddim",
-        k=1,
-        weight_artist_style=1,
-        weight_genre_style=1,
-        job=job,
-        lora_artist_style=busy,
-    )
+    generation_create(job=job, lora_artist_style=busy)
     report = services.lora_cache_evict(budget_bytes=900)
     assert report.before_bytes == 1600 and report.after_bytes == 800
     assert report.evicted == [old.key, mid.key] and report.kept_in_use == 1

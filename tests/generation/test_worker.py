@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-from contextlib import contextmanager
 
 import pytest
 from django.urls import reverse
 
 from generation.models import Generation, LoraCacheEntry
 from jobs.models import Job, JobStatus
-from tests.helpers import start_worker, stop_worker, wait_for
+from tests.harness import port_open
+from tests.helpers import sending_to, start_worker, stop_worker, wait_for
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
@@ -22,36 +21,7 @@ PROMPT = "quiet hills by Chiyo Hanabusa, ukiyo-e, landscape"
 REDIS = "redis://127.0.0.1:6379/11"
 
 
-def _redis_up(host="127.0.0.1", port=6379) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-pytestmark.append(pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379"))
-
-
-@contextmanager
-def sending_to(url: str):
-    """Point this process's Celery app (which `job_enqueue` sends with) at `url`."""
-    from celery_app import app
-
-    old = app.conf.broker_url, app.conf.broker_transport_options
-
-    def reset_pools():
-        app._pool = None  # noqa: SLF001 - the pool is built lazily for the current URL
-        app.amqp._producer_pool = None  # noqa: SLF001
-
-    app.conf.broker_url, app.conf.broker_transport_options = url, {}
-    reset_pools()
-    app.connection_for_write().default_channel.client.flushdb()
-    try:
-        yield
-    finally:
-        app.conf.broker_url, app.conf.broker_transport_options = old
-        reset_pools()
+pytestmark.append(pytest.mark.skipif(not port_open(6379), reason="no Redis on 127.0.0.1:6379"))
 
 
 def _worker_env(settings, **extra) -> dict[str, str]:

@@ -5,24 +5,15 @@ Redis (production). The worker is a separate process, so the test database must 
 committed data: these tests use transactional test cases.
 """
 
-import socket
-
 import pytest
 from celery import Celery
 
 from catalog.demo import plan_demo_catalog
 from catalog.models import Artwork
+from tests.harness import port_open
 from tests.helpers import start_worker, stop_worker, wait_result
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
-
-
-def _redis_up(host="127.0.0.1", port=6379) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _run_import_through_worker(broker_env: dict, client: Celery, demo_dir, tmp_path):
@@ -64,7 +55,7 @@ def test_filesystem_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
     assert Artwork.objects.count() == len(plan)
 
 
-@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
+@pytest.mark.skipif(not port_open(6379), reason="no Redis on 127.0.0.1:6379")
 def test_redis_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
     url = "redis://127.0.0.1:6379/14"
     client = Celery(broker=url, backend=url, set_as_current=False)
@@ -80,7 +71,7 @@ def test_redis_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
     assert summary["images_attached"] == summary["created"]
 
 
-@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
+@pytest.mark.skipif(not port_open(6379), reason="no Redis on 127.0.0.1:6379")
 def test_index_rebuild_job_runs_on_a_real_worker_with_progress(imported_demo, tmp_path, settings):
     """Admin-triggered rebuild: a worker embeds, indexes and reports progress in the Job."""
     from jobs.models import Job, JobStatus

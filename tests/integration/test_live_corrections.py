@@ -6,9 +6,6 @@ rows too)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,15 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.conf import settings
 
 from catalog.models import Artwork, Genre
 from labelling import services as labelling
 from retrieval import services as retrieval
 from retrieval.selectors import space_configured
 from retrieval.vectors import fused_matrix
-from tests import helpers
-from tests.helpers import ROOT, free_port, stop_worker, wait_for
+from tests.helpers import free_port, start_gunicorn, stop_worker, wait_for
 
 PROCESSES = 3
 LIVE_WITHIN = 60.0  # seconds: the issue's bound
@@ -35,25 +30,7 @@ class _Server:
 
     def __init__(self, log: Path):
         self.port, self.log = free_port(), log
-        env = {
-            **os.environ,
-            "DATABASE_URL": helpers.test_database_url(),
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-            "MYTHRAGEN_INDEX_DIR": str(settings.RETRIEVAL_INDEX_DIR),
-            "MYTHRAGEN_EMBEDDER": "minilm",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": "1",
-        }
-        out = open(log, "w")  # noqa: SIM115 (closed with the process)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application"]
-            + ["--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--timeout", "120"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = start_gunicorn(log, self.port)
 
     def get(self, path: str):
         try:

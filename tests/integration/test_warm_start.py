@@ -3,17 +3,15 @@ fast as any (it loaded the prompt encoder before it listened), and its console i
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-from django.conf import settings
 
-from tests.helpers import ROOT, free_port, test_database_url
+from tests.harness import start_logged
+from tests.helpers import free_port, process_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,22 +29,11 @@ NOISE = (
 def test_first_search_after_ready_is_fast_and_the_console_quiet(indexed_demo, tmp_path):
     port = free_port()
     log = tmp_path / "runserver.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": test_database_url(),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "MYTHRAGEN_INDEX_DIR": str(settings.RETRIEVAL_INDEX_DIR),
-        "MYTHRAGEN_EMBEDDER": "minilm",
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-    }
-    with open(log, "w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    server = start_logged(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        process_env(),
+        log,
+    )
     try:
         deadline = time.monotonic() + 240
         while "Starting development server" not in log.read_text():

@@ -1,6 +1,6 @@
 """Claims, recovery of jobs whose worker is gone, cancel, deferral and one-at-a-time jobs
 (issue #15, items 1 and 2). The worker processes are simulated by the identities a job
-records; tests/integration/test_faults.py kills real ones."""
+records; tests/integration/faults/ kills real ones."""
 
 from __future__ import annotations
 

@@ -248,3 +248,39 @@ def test_bulk_accept_of_labels_that_stay_is_not_announced_as_change(client, impo
     already = wikiart.filter(genre__name="abstract_painting").count()
     assert relabel["confirm"] == already and relabel["genre"] >= n - already
     assert relabel["total"] == relabel["genre"] + relabel["confirm"]
+
+
+def test_bulk_page_and_api_refuse_more_than_the_limit_alike(
+    client, imported_demo, curator, monkeypatch
+):
+    """One limit (`services.BULK_MAX`) for the page and the API: past it both say so, and
+    the page shows no preview of an arbitrary part of the filter."""
+    from labelling import services
+
+    monkeypatch.setattr(services, "BULK_MAX", 2)
+    client.force_login(curator)
+    candidates = Artwork.objects.exclude(genre=None).exclude(genre_source="curator").count()
+    assert candidates > 2
+    page = client.get(reverse("labelling:bulk"), {"action": "accept"})
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert "More than 2 artworks match; narrow the filters (at most 2 at once)." in text
+    assert 'name="artwork"' not in text and "Preview:" not in text
+    api = _post(client, "/api/review/bulk/", {"action": "accept", "filters": {"has_genre": "true"}})
+    assert api.status_code == 400
+    assert api.json() == {"filters": ["more than 2 artworks match; narrow the filters"]}
+    # Within the limit the page previews every matching artwork.
+    monkeypatch.setattr(services, "BULK_MAX", candidates)
+    page = client.get(reverse("labelling:bulk"), {"action": "accept"})
+    assert page.content.decode().count('name="artwork"') == len(
+        services.bulk_plan_select("accept", filters={})
+    )
+
+
+def test_review_filter_shows_the_confidence_range_as_form_fields(client, imported_demo, curator):
+    client.force_login(curator)
+    text = client.get(reverse("labelling:review"), {"confidence_max": "0.5"}).content.decode()
+    assert 'name="confidence_min"' in text and 'name="confidence_max"' in text
+    assert 'value="0.5"' in text
+    refused = client.get(reverse("labelling:review"), {"confidence_max": "2"}).content.decode()
+    assert "a number between 0 and 1" in refused

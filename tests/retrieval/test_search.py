@@ -1,6 +1,7 @@
 """Search through the service, the API, the page and the command line."""
 
 import json
+import re
 from io import BytesIO, StringIO
 
 import pytest
@@ -74,21 +75,6 @@ def test_api_search(client, indexed_demo):
     assert data["results"][0]["score"] >= data["results"][-1]["score"]
     assert set(data["results"][0]["slots"]) == {"content", "genre", "artist", "style"}
     assert data["is_tiny"] is False and data["timings_ms"]["total"] > 0
-
-
-def test_fast_hit_representation_equals_drfs(indexed_demo):
-    from django.test import RequestFactory
-    from rest_framework import serializers
-
-    from retrieval.api import SearchHitSerializer
-
-    result = selectors.artwork_search("a portrait by Ada Vermeil", k=8)
-    context = {"request": RequestFactory().get("/api/search/")}
-    fast = SearchHitSerializer(result.hits, many=True, context=context).data
-    walker = SearchHitSerializer(context=context)
-    generic = [serializers.Serializer.to_representation(walker, h) for h in result.hits]
-    assert len(fast) == 8 and fast == generic
-    assert [list(h) for h in fast] == [["score", "slots", "artwork"]] * 8
 
 
 @pytest.mark.parametrize(
@@ -210,36 +196,17 @@ def test_eval_retrieval_writes_json_and_markdown(indexed_demo, tmp_path):
     assert (tmp_path / "eval.md").read_text().startswith("# Retrieval evaluation")
 
 
-HIT_LOOP_TEMPLATE = """{% for hit in hits %}
-<li class="card">
-  <a href="{% url 'catalog:artwork-detail' hit.artwork.pk %}">
-    {% if hit.artwork.thumbnail %}<img src="{{ hit.artwork.thumbnail.url }}" alt="{{ hit.artwork.title }}" loading="lazy">
-    {% else %}<div class="noimage">{{ hit.artwork.style.display_name }}</div>{% endif %}
-    <span class="title">{{ hit.artwork.title }}</span>
-  </a>
-  <span class="meta">{{ hit.artwork.artist.name }} · {{ hit.artwork.style.display_name }} · {{ hit.artwork.genre.display_name|default:"no genre" }}</span>
-  <span class="meta">score {{ hit.score|stringformat:".3f" }}</span>
-  <span class="slots">{% for name, value in hit.slots.items %}<span class="slot" title="{{ name }}: {{ value|stringformat:".3f" }}">{{ name }} {{ value|stringformat:".2f" }}</span>{% endfor %}</span>
-</li>
-{% endfor %}"""  # noqa: E501 - the markup the template engine rendered
-
-
-def test_python_rendered_hit_cards_equal_the_template_markup(indexed_demo):
-    import re
-
-    from django.template import engines
-
-    from retrieval.templatetags.retrieval_cards import search_hit_cards
-
+def test_search_cards_escape_and_show_slot_scores(client, indexed_demo):
     unlabelled = Artwork.objects.order_by("pk").first()
     Artwork.objects.filter(pk=unlabelled.pk).update(
         genre=None, thumbnail="", title='Odd <"title"> & co'
     )
-    hits = selectors.artwork_search("still life by Bruno Okafor", k=30).hits
-    hits += selectors.artwork_search("Odd title", k=5).hits
-    assert any(h.artwork.genre is None for h in hits) and any(h.artwork.thumbnail for h in hits)
-    assert any(not h.artwork.thumbnail for h in hits)
-    expected = engines["django"].from_string(HIT_LOOP_TEMPLATE).render({"hits": hits})
-    ours = search_hit_cards(hits)
-    assert re.sub(r"\s+", "", ours) == re.sub(r"\s+", "", expected)
-    assert "Odd &lt;&quot;title&quot;&gt; &amp; co" in ours and "no genre" in ours
+    # Every artwork of the demo catalog is a hit, the changed one among them.
+    assert Artwork.objects.count() <= 200
+    page = client.get("/search/", {"q": "Odd title", "k": 200}).content.decode()
+    assert "Odd &lt;&quot;title&quot;&gt; &amp; co" in page and 'Odd <"title">' not in page
+    assert "no genre" in page and '<div class="noimage">' in page
+    assert re.search(
+        r'<span class="slot" title="content: -?[0-9.]+">content -?[0-9.]+</span>', page
+    )
+    assert re.search(r"score -?[0-9]\.[0-9]{3}", page)

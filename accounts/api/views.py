@@ -2,23 +2,14 @@
 
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import permissions, serializers, status
+from rest_framework import permissions, status
 from rest_framework.exceptions import Throttled
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
-from catalog.api import ERROR_400, DetailSerializer
-
-
-class TokenRequestSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=4096, trim_whitespace=False)
-
-
-class TokenSerializer(serializers.Serializer):
-    token = serializers.CharField(help_text='send as "Authorization: Token <token>"')
-
+from accounts.api.serializers import TokenRequestSerializer, TokenSerializer
+from catalog.api.serializers import ERROR_400, DetailSerializer
 
 THROTTLED = OpenApiResponse(
     DetailSerializer, description="Too many failed sign-ins from this address (Retry-After)."

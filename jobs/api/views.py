@@ -1,30 +1,9 @@
 """REST API for jobs: their state, for the pages that poll it and for scripts."""
 
-from rest_framework import permissions, serializers, viewsets
+from rest_framework import permissions, viewsets
 
+from jobs.api.serializers import JobSerializer
 from jobs.models import Job
-
-
-class JobSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Job
-        fields = [
-            "id",
-            "kind",
-            "status",
-            "stage",
-            "done",
-            "total",
-            "progress",
-            "eta_seconds",
-            "error",
-            "params",
-            "result",
-            "attempts",
-            "created_at",
-            "started_at",
-            "finished_at",
-        ]
 
 
 class JobViewSet(viewsets.ReadOnlyModelViewSet):

@@ -1,0 +1,1 @@
+"""The API token endpoint: `serializers`, `views`, `urls`."""

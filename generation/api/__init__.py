@@ -1,0 +1,1 @@
+"""The generation REST API: `serializers`, `views`, `urls`."""

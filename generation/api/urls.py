@@ -1,0 +1,14 @@
+"""The generation API's routes, included under /api/ by `config.urls`."""
+
+from rest_framework.routers import SimpleRouter
+from rest_framework.urlpatterns import format_suffix_patterns
+
+from generation.api import views
+
+# The API root (`api-root`, listing every app's collections) is config.urls's; the
+# format suffixes (`.json`) are those a DefaultRouter adds.
+router = SimpleRouter()
+router.register("generations", views.GenerationViewSet, basename="generation")
+router.register("loras", views.LoraViewSet, basename="lora")
+
+urlpatterns = format_suffix_patterns(router.urls)

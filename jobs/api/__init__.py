@@ -1,0 +1,1 @@
+"""The jobs REST API: `serializers`, `views`, `urls`."""

@@ -1,0 +1,1 @@
+"""The curators' REST API: `serializers`, `views`, `urls`."""
