@@ -229,16 +229,37 @@ def image_search_cost() -> str:
     return embedder_image_cost(settings.RETRIEVAL_EMBEDDER)
 
 
-def artwork_search(
-    prompt: str = "", *, k: int = 20, filters: dict | None = None, image=None
+def artwork_search_by_labels(
+    content: str, labels: dict[str, int], *, k: int, filters: dict | None = None
 ) -> SearchResult:
-    """Top-k artworks for a prompt (and/or an image), optionally within a sub-collection."""
+    """Top-k artworks for content words and catalog labels given by id (`{slot: label id}`,
+    slots artist / style / genre), ranked as `artwork_search` ranks a prompt it read as
+    these. For callers that parsed the prompt already (generation's retrieval sets): the
+    labels are never written back into text to be read again."""
+    from retrieval.query import Match, ParsedPrompt
+
+    wanted = ParsedPrompt(
+        content, content, matches=[Match(s, int(i), "", "") for s, i in labels.items()]
+    )
+    return artwork_search(k=k, filters=filters, parsed=wanted)
+
+
+def artwork_search(
+    prompt: str = "",
+    *,
+    k: int = 20,
+    filters: dict | None = None,
+    image=None,
+    parsed=None,
+) -> SearchResult:
+    """Top-k artworks for a prompt (and/or an image), optionally within a sub-collection.
+    `parsed`: a prompt read already (`artwork_search_by_labels`), instead of `prompt`."""
     from retrieval.ml.fusion import query_vector, slot_scores
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     prompt = (prompt or "").strip()
-    if not prompt and image is None:
+    if not prompt and image is None and parsed is None:
         raise SearchInputError("Give a prompt or an image to search with.")
     if len(prompt) > 500:
         raise SearchInputError("The prompt is longer than 500 characters.")
@@ -265,7 +286,8 @@ def artwork_search(
     timings["prepare"] = (time.perf_counter() - t0) * 1000
 
     t1 = time.perf_counter()
-    parsed = prompt_parser().parse(prompt).reconcile(artist_label_ids) if prompt else None
+    if parsed is None and prompt:
+        parsed = prompt_parser().parse(prompt).reconcile(artist_label_ids)
     content = None
     if parsed and parsed.content:
         content = embedder.embed_texts([parsed.content], threads=settings.RETRIEVAL_QUERY_THREADS)[

@@ -19,12 +19,11 @@ def retrieval_sets_build(prompt: str, k: int, filters: dict | None = None) -> di
 
     The prompt is parsed once, by the search for the whole prompt. Each set then searches
     the prompt's remaining content with its resolved labels, passed by id
-    (`retrieval.services.artwork_search_by_labels`), within the sub-collection (artworks
+    (`retrieval.selectors.artwork_search_by_labels`), within the sub-collection (artworks
     with images only: LoRAs train on images). A set whose attributes the prompt does not
     name falls back to the whole prompt's results.
     """
     from retrieval import selectors as retrieval
-    from retrieval.services import artwork_search_by_labels
 
     scope = {**(filters or {}), "has_image": "true"}
     try:
@@ -40,7 +39,7 @@ def retrieval_sets_build(prompt: str, k: int, filters: dict | None = None) -> di
         missing = [s for s in slots if s not in matched]
         if present:
             labels = {m.slot: m.label_id for m in present}
-            result = artwork_search_by_labels(content, labels, k=k, filters=scope)
+            result = retrieval.artwork_search_by_labels(content, labels, k=k, filters=scope)
             # What the set searched with, for people (it is never parsed again).
             query = ", ".join([*(label_phrase(m.name) for m in present), content]).strip(", ")
         else:
