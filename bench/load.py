@@ -513,16 +513,17 @@ def main() -> None:
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
-        "DJANGO_CONN_MAX_AGE": "60",
-        "DJANGO_STATIC_ROOT": str(work / "static"),
-        "MYTHRAGEN_WEB_BIND": f"127.0.0.1:{port}",
-        "MYTHRAGEN_WEB_ACCESS_LOG": "off",
-        "MYTHRAGEN_PYTHON": sys.executable,
+        "MYTHRAGEN_TUNING": json.dumps({"STATIC_ROOT": str(work / "static")}),
+        "MYTHRAGEN_ADDR": f"127.0.0.1:{port}",
     }
+    # gunicorn's own options over config/gunicorn.conf.py's defaults (CONN_MAX_AGE is 60 s
+    # in production, as documented).
+    gunicorn = ["--access-logfile", "/dev/null"]
     if args.workers:
-        env["MYTHRAGEN_WEB_WORKERS"] = str(args.workers)
+        gunicorn += ["--workers", str(args.workers)]
     if args.threads:
-        env["MYTHRAGEN_WEB_THREADS"] = str(args.threads)
+        gunicorn += ["--threads", str(args.threads)]
+    env["GUNICORN_CMD_ARGS"] = " ".join(gunicorn)
 
     prepare_database(args, work, env)
     vocab = vocabulary(env)
@@ -557,7 +558,7 @@ def main() -> None:
         workers = children(server.pid)
         print(
             f"server: gunicorn pid {server.pid}, {len(workers)} workers x "
-            f"{env.get('MYTHRAGEN_WEB_THREADS', '2')} threads; warm-up {args.warmup:g} s",
+            f"{args.threads or 2} threads; warm-up {args.warmup:g} s",
             flush=True,
         )
         if args.warmup:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
 import os
 import re
 import secrets
@@ -56,11 +57,12 @@ def production_env(tmp: Path, **overrides: str) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
         "CELERY_BROKER_URL": "memory://",
         "CELERY_RESULT_BACKEND": "cache+memory://",
+        "CACHE_URL": "locmemcache://",
         "MEDIA_ROOT": str(tmp / "media"),
         "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
         "MYTHRAGEN_LORA_DIR": str(tmp / "loras"),
         "MYTHRAGEN_MODELS_DIR": str(tmp / "models"),
-        "DJANGO_STATIC_ROOT": str(tmp / "static"),
+        "MYTHRAGEN_TUNING": json.dumps({"STATIC_ROOT": str(tmp / "static")}),
         "LOG_LEVEL": "WARNING",
     }
     env.update(overrides)
@@ -120,10 +122,11 @@ def test_secret_key_strength_rules(key, problem):
 
 def test_check_deploy_fails_when_a_protection_is_switched_off(tmp_path):
     # Only the security checks: the schema checks (slow) are covered by the test above.
-    env = production_env(tmp_path, DJANGO_SECURE_HSTS_SECONDS="0")
+    env = production_env(tmp_path, DJANGO_HTTPS="false")
     out = check_deploy(env, "--tag", "security")
     assert out.returncode != 0
-    assert "security.W004" in out.stderr + out.stdout
+    assert "security.W004" in out.stderr + out.stdout  # no HSTS
+    assert "security.W008" in out.stderr + out.stdout  # no HTTPS redirect
 
 
 # --------------------------------------------------------------------------- the real server
@@ -153,11 +156,8 @@ def server(tmp_path_factory):
     port = free_port()
     env = production_env(
         tmp,
-        MYTHRAGEN_WEB_BIND=f"127.0.0.1:{port}",
-        MYTHRAGEN_WEB_WORKERS="1",
-        MYTHRAGEN_WEB_THREADS="2",
-        MYTHRAGEN_WEB_TIMEOUT="10",
-        MYTHRAGEN_PYTHON=sys.executable,
+        MYTHRAGEN_ADDR=f"127.0.0.1:{port}",
+        GUNICORN_CMD_ARGS="--workers 1 --threads 2 --timeout 10 --graceful-timeout 10",
     )
     log = tmp / "serve.log"
     with open(log, "w") as fh:
@@ -273,9 +273,8 @@ def test_make_run_binds_loopback_with_debug_pages_off():
     if not _env_file_sets("DJANGO_DEBUG"):
         assert config["DJANGO_DEBUG"] == "false"
     # Plain HTTP on this machine: no HTTPS redirect, no secure-only cookies, no HSTS.
-    for name in ("DJANGO_SECURE_SSL_REDIRECT", "DJANGO_SESSION_COOKIE_SECURE"):
-        if not _env_file_sets(name):
-            assert config[name] == "false", name
+    if not _env_file_sets("DJANGO_HTTPS"):
+        assert config["DJANGO_HTTPS"] == "false"
     assert _pairs(_run_demo_config(DJANGO_DEBUG="true").stdout)["DJANGO_DEBUG"] == "true"
 
 
@@ -316,7 +315,7 @@ def demo_server(tmp_path_factory):
         "CELERY_BROKER_URL": "memory://",
         "CELERY_RESULT_BACKEND": "cache+memory://",
         "MEDIA_ROOT": str(tmp / "media"),
-        "DJANGO_STATIC_ROOT": str(tmp / "static"),
+        "MYTHRAGEN_TUNING": json.dumps({"STATIC_ROOT": str(tmp / "static")}),
         "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
         "LOG_LEVEL": "WARNING",
     }
