@@ -30,7 +30,7 @@ from django.db.models import Exists, OuterRef
 from catalog.models import Artwork, Genre, GenreLabel, LabelSource
 from catalog.selectors import artwork_image_load
 from catalog.services import artwork_genre_refresh
-from jobs.services import job_current, job_heartbeat
+from jobs.heartbeat import job_current, job_heartbeat
 from labelling.models import GenreAssessment, GenreModelVersion
 from labelling.services import LabellingUnavailable, candidate_genres, vqa_get
 from retrieval.services import artwork_labels_changed, artwork_vectors_mark_stale
@@ -97,12 +97,12 @@ def genre_model_current(*, train_if_missing: bool = False, progress: Progress | 
     if folder is None:
         if not train_if_missing:
             raise GenreModelMissing(
-                f"No genre model is trained yet (MYTHRAGEN_GENRE_MODEL_DIR="
+                f"No genre model is trained yet (MYTHRAGEN_MODELS_DIR/genre-model="
                 f"{settings.GENRE_MODEL_DIR}): run `python manage.py train_genre_model`."
             )
         genre_model_train(progress=progress)
         folder = current_folder(settings.GENRE_MODEL_DIR)
-    model = get_genre_model(folder, setting="MYTHRAGEN_GENRE_MODEL_DIR")
+    model = get_genre_model(folder, setting="MYTHRAGEN_MODELS_DIR")
     try:
         return model.load()
     except ModelUnavailable as exc:
@@ -167,7 +167,7 @@ def _fusion_fit(ids, labels, genres, held_out, say):
     from labelling.ml.fusion import MIN_FIT, fit_fusion
 
     if settings.GENRE_LABELLER == "metadata" or not settings.VQA_MODEL:
-        return None, "no VQA model is used (MYTHRAGEN_GENRE_LABELLER=metadata)"
+        return None, "no VQA model is used (GENRE_LABELLER=metadata)"
     position = {artwork_id: i for i, artwork_id in enumerate(ids)}
     # No `pk__in` over tens of thousands of ids (SQLite caps the parameters of a query).
     with_image = [
@@ -279,7 +279,7 @@ def genres_label(
     """Label every artwork that has no genre, in batches that commit as they finish (an
     interrupted run resumes where it stopped: labelled artworks have a genre).
 
-    MYTHRAGEN_GENRE_LABELLER (or `labeller`): "auto" labels with the genre model, trained
+    GENRE_LABELLER (or `labeller`): "auto" labels with the genre model, trained
     first if none is published: the metadata model, fused with the VQA model for
     artworks with an image when a fusion was fitted for MYTHRAGEN_VQA_MODEL; "metadata"
     never loads the VQA model; "vqa" is the paper's zero-shot VQA labelling (artworks with

@@ -215,8 +215,14 @@ execute_from_command_line(["manage.py", *sys.argv[2:]])
 
 
 def _env(**overrides) -> dict[str, str]:
+    """The environment of a worker or server process; overrides named like a tuning constant
+    of config/settings.py (JOBS_RESEND_SECONDS, CELERY_BROKER_DIR, ...) reach it through
+    MYTHRAGEN_TUNING."""
     from django.conf import settings
 
+    tuning = {k: overrides.pop(k) for k in list(overrides) if k in settings.TUNING}
+    if tuning:
+        overrides["MYTHRAGEN_TUNING"] = json.dumps(tuning, default=str)
     return {
         **os.environ,
         "DATABASE_URL": test_database_url(),
@@ -453,15 +459,16 @@ def tiny_generation(settings, tmp_path, tiny_models_dir):
         "MYTHRAGEN_SD_MODEL": settings.SD_MODEL,
         "MYTHRAGEN_CLIP_MODEL": settings.CLIP_MODEL,
         "MYTHRAGEN_DEVICE": "cpu",
-        "MYTHRAGEN_SD_PRECISION": "float32",
+        "MYTHRAGEN_PRECISION": "float32",
         "MYTHRAGEN_LORA_DIR": str(settings.LORA_DIR),
-        "MYTHRAGEN_LORA_STEPS": 30,
-        "MYTHRAGEN_LORA_CHECKPOINT_EVERY": 5,
-        "MYTHRAGEN_LORA_RESOLUTION": 64,
-        "MYTHRAGEN_LORA_RANK": 8,
-        "MYTHRAGEN_LORA_OPTIMIZER": "adamw",
         "MYTHRAGEN_LORA_CACHE_BUDGET_MB": 0,
-        "MYTHRAGEN_JOB_RESEND_SECONDS": 1,
+        # Tuning constants (through MYTHRAGEN_TUNING, see _env).
+        "LORA_STEPS": 30,
+        "LORA_CHECKPOINT_EVERY": 5,
+        "LORA_RESOLUTION": 64,
+        "LORA_RANK": 8,
+        "LORA_OPTIMIZER": "adamw",
+        "JOBS_RESEND_SECONDS": 1,
     }
 
 
@@ -721,6 +728,7 @@ def test_unsent_jobs_are_resent_once_and_finished_ones_never_run_again(
 ):
     """What a worker's re-send pass picks: queued jobs whose message never left (recorded
     over the grace period ago), each once; and a finished job's late message does nothing."""
+    from jobs import sending
     from jobs import services as jobs
     from retrieval.tasks import index_rebuild_task
 
@@ -733,7 +741,7 @@ def test_unsent_jobs_are_resent_once_and_finished_ones_never_run_again(
     Job.objects.filter(pk=sent.pk).update(celery_task_id="already-sent")
     Job.objects.filter(pk=running.pk).update(status=JobStatus.RUNNING)
     calls = []
-    monkeypatch.setattr(jobs, "_send", lambda job_id, spec, *a, **kw: calls.append(spec) or True)
+    monkeypatch.setattr(sending, "_send", lambda job_id, spec, *a, **kw: calls.append(spec) or True)
     assert jobs.job_resend_unsent(grace_seconds=30) == 1
     assert [c["args"] for c in calls] == [[old.pk]]
     assert calls[0]["task"] == "retrieval.index_rebuild" and calls[0]["task_id"]
@@ -766,7 +774,7 @@ def test_the_broker_restarting_loses_no_job(
     env = _env(
         CELERY_BROKER_URL=url,
         CELERY_RESULT_BACKEND=url,
-        MYTHRAGEN_JOB_RESEND_SECONDS=1,
+        JOBS_RESEND_SECONDS=1,
         MYTHRAGEN_TEST_GO=go,
     )
     admin = django_user_model.objects.create_superuser("boss", "", "pw")
@@ -859,13 +867,12 @@ def test_redis_restarting_during_a_labelling_run_labels_each_artwork_once(
         CELERY_RESULT_BACKEND=url,
         CELERY_VISIBILITY_TIMEOUT=3,
         CELERY_RESTORE_INTERVAL=1,
-        MYTHRAGEN_JOB_RESEND_SECONDS=1,
+        JOBS_RESEND_SECONDS=1,
         MYTHRAGEN_TEST_GO=go,
         MYTHRAGEN_TEST_COUNT=counts,
         MYTHRAGEN_VQA_MODEL=vqa,
-        MYTHRAGEN_CAPTION_MODEL=vqa,
-        MYTHRAGEN_LABEL_BATCH=4,
-        MYTHRAGEN_GENRE_LABELLER="vqa",  # the paper's zero-shot VQA labels, tiny model
+        LABEL_BATCH=4,
+        GENRE_LABELLER="vqa",  # the paper's zero-shot VQA labels, tiny model
     )
     todo = sorted(
         Artwork.objects.filter(genre__isnull=True).exclude(image="").values_list("id", flat=True)
@@ -976,6 +983,7 @@ def test_an_index_rebuild_job_killed_half_way_does_not_block_the_next(
     time, so before the fix every later request returned that dead job until it went stale
     (15 minutes). Now the next request finds its worker gone and resumes it (its task is
     sent again, here run in this process as a worker would), with no wait."""
+    from jobs import sending
     from jobs import services as jobs
     from retrieval import services
     from retrieval.ml.index import read_current
@@ -986,7 +994,7 @@ def test_an_index_rebuild_job_killed_half_way_does_not_block_the_next(
     # Not through the broker: earlier tests of this module point the app at brokers they
     # have since stopped. What would be sent is recorded instead.
     sent = []
-    monkeypatch.setattr(jobs, "_send", lambda job_id, spec, *a, **kw: sent.append(spec) or True)
+    monkeypatch.setattr(sending, "_send", lambda job_id, spec, *a, **kw: sent.append(spec) or True)
     dead, _created = jobs.job_create_exclusive(INDEX_REBUILD)
     jobs.job_enqueue(dead, index_rebuild_task)
     flag, log = tmp_path / "paused.flag", tmp_path / "task.log"
@@ -1265,9 +1273,8 @@ def test_the_web_server_survives_a_database_restart(imported_demo, tmp_path):
         tmp_path / "gunicorn.log",
         DJANGO_DEBUG="false",
         DJANGO_SECRET_KEY="fault-tests-" + "k3y-" * 12,
-        DJANGO_SECURE_SSL_REDIRECT="false",
-        DJANGO_STATIC_MANIFEST="false",
-        DJANGO_CONN_MAX_AGE=60,
+        DJANGO_HTTPS="false",
+        STATIC_MANIFEST=False,  # CONN_MAX_AGE: 60 s in production
     )
     try:
         assert web.get("/api/artworks/?page_size=1")[0] == 200  # a persistent connection
