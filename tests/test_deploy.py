@@ -57,7 +57,6 @@ def production_env(tmp: Path, **overrides: str) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
         "CELERY_BROKER_URL": "memory://",
         "CELERY_RESULT_BACKEND": "cache+memory://",
-        "CACHE_URL": "locmemcache://",
         "MEDIA_ROOT": str(tmp / "media"),
         "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
         "MYTHRAGEN_LORA_DIR": str(tmp / "loras"),
@@ -120,6 +119,13 @@ def test_secret_key_strength_rules(key, problem):
     assert found == problem or (problem and found.startswith(problem))
 
 
+def test_check_deploy_warns_about_a_cache_each_process_keeps_to_itself(tmp_path):
+    env = production_env(tmp_path, CACHE_URL="locmemcache://")
+    out = check_deploy(env, "--tag", "caches")
+    assert out.returncode != 0 and "catalog.W001" in out.stderr + out.stdout
+    assert "CACHE_URL=redis://" in out.stderr + out.stdout
+
+
 def test_check_deploy_fails_when_a_protection_is_switched_off(tmp_path):
     # Only the security checks: the schema checks (slow) are covered by the test above.
     env = production_env(tmp_path, DJANGO_HTTPS="false")
@@ -157,6 +163,7 @@ def server(tmp_path_factory):
     env = production_env(
         tmp,
         MYTHRAGEN_ADDR=f"127.0.0.1:{port}",
+        CACHE_URL=f"filecache://{tmp / 'cache'}",  # shared by the workers, as Redis would be
         GUNICORN_CMD_ARGS="--workers 1 --threads 2 --timeout 10 --graceful-timeout 10",
     )
     log = tmp / "serve.log"
