@@ -11,7 +11,7 @@ read in place), `build_index` (offline MiniLM, FAISS + pgvector). `--reuse` keep
 var/bench-load built earlier; `--reuse-retrieval` uses the one bench/retrieval.py leaves in
 var/bench-retrieval; `--demo` uses the small synthetic demo catalog (smoke runs only).
 Then `bin/serve` in production mode (DJANGO_DEBUG=false, manifest static files, HTTPS
-as told by X-Forwarded-Proto, DJANGO_CONN_MAX_AGE=60, access log off) on a free port.
+as told by X-Forwarded-Proto, CONN_MAX_AGE 60 s, access log off) on a free port.
 
 Traffic. Each virtual user has one keep-alive connection and repeats visits drawn from the
 mix: catalog browsing (`/` with filters and pages), search (`/api/search/?q=...` and the
