@@ -11,6 +11,7 @@ import pytest
 from generation import services
 from generation.models import Generation, LoraStatus
 from generation.tasks import generation_train_task
+from jobs import sending
 from jobs import services as jobs
 from jobs.models import Job, JobStatus
 
@@ -28,7 +29,7 @@ def sent(monkeypatch):
         Job.objects.filter(pk=job_id, celery_task_id="").update(celery_task_id=spec["task_id"])
         return True
 
-    monkeypatch.setattr(jobs, "_send", send)
+    monkeypatch.setattr(sending, "_send", send)
     return calls
 
 
