@@ -3,7 +3,7 @@
 The broker comes from CELERY_BROKER_URL: Redis in production; by default kombu's
 filesystem transport under var/broker, which needs no server (the embedded setup).
 
-Every worker also looks after the jobs, at start and every MYTHRAGEN_JOB_RESEND_SECONDS
+Every worker also looks after the jobs, at start and every JOBS_RESEND_SECONDS
 (`jobs.services.jobs_maintain`): it resumes running jobs whose worker is gone (killed,
 crashed: their message died with it on the filesystem transport, and Redis returns it only
 after its visibility timeout), fails hung ones, and re-sends queued jobs whose message
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 def _maintain_jobs(interval: float) -> None:
     from django.db import connection
 
-    from jobs.services import jobs_maintain
+    from jobs.ownership import jobs_maintain
 
     try:
         done = jobs_maintain(grace_seconds=interval)

@@ -3,7 +3,7 @@
 Every way to present a password or a token counts its failures per client address: the
 site's and the admin's sign-in forms (Django's `user_login_failed` signal), the token
 endpoint (the same signal) and requests with a bad `Authorization: Token ...`. After
-`MYTHRAGEN_AUTH_FAILURES` failures within `MYTHRAGEN_AUTH_FAILURE_WINDOW` seconds (counted
+`AUTH_FAILURE_LIMIT` failures within `AUTH_FAILURE_WINDOW` seconds (counted
 from the first), the address is refused until the window ends: no password is checked
 (`backends.ThrottledModelBackend`), the sign-in page and the API answer 429 with
 `Retry-After`. Successful sign-ins do not reset the count (an attacker with an account of

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import statistics
@@ -55,12 +56,16 @@ def _setup_environment(args) -> None:
             "MYTHRAGEN_SD_MODEL": str(WORK / "models" / "tiny-sd15"),
             "MYTHRAGEN_CLIP_MODEL": str(WORK / "models" / "tiny-clip"),
             "MYTHRAGEN_DEVICE": "cpu",
-            "MYTHRAGEN_SD_PRECISION": "float32",
-            "MYTHRAGEN_LORA_STEPS": "30",
-            "MYTHRAGEN_LORA_RESOLUTION": "64",
-            "MYTHRAGEN_LORA_OPTIMIZER": "adamw",
+            "MYTHRAGEN_PRECISION": "float32",
             "MYTHRAGEN_LORA_CACHE_BUDGET_MB": "0",
-            "CELERY_TASK_ALWAYS_EAGER": "true",
+            "MYTHRAGEN_TUNING": json.dumps(
+                {
+                    "LORA_STEPS": 30,
+                    "LORA_RESOLUTION": 64,
+                    "LORA_OPTIMIZER": "adamw",
+                    "CELERY_TASK_ALWAYS_EAGER": True,
+                }
+            ),
             "LOG_LEVEL": "WARNING",
         }
     )

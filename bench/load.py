@@ -11,7 +11,7 @@ read in place), `build_index` (offline MiniLM, FAISS + pgvector). `--reuse` keep
 var/bench-load built earlier; `--reuse-retrieval` uses the one bench/retrieval.py leaves in
 var/bench-retrieval; `--demo` uses the small synthetic demo catalog (smoke runs only).
 Then `bin/serve` in production mode (DJANGO_DEBUG=false, manifest static files, HTTPS
-as told by X-Forwarded-Proto, DJANGO_CONN_MAX_AGE=60, access log off) on a free port.
+as told by X-Forwarded-Proto, CONN_MAX_AGE 60 s, access log off) on a free port.
 
 Traffic. Each virtual user has one keep-alive connection and repeats visits drawn from the
 mix: catalog browsing (`/` with filters and pages), search (`/api/search/?q=...` and the
@@ -482,16 +482,17 @@ def main() -> None:
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
-        "DJANGO_CONN_MAX_AGE": "60",
-        "DJANGO_STATIC_ROOT": str(work / "static"),
-        "MYTHRAGEN_WEB_BIND": f"127.0.0.1:{port}",
-        "MYTHRAGEN_WEB_ACCESS_LOG": "off",
-        "MYTHRAGEN_PYTHON": sys.executable,
+        "MYTHRAGEN_TUNING": json.dumps({"STATIC_ROOT": str(work / "static")}),
+        "MYTHRAGEN_ADDR": f"127.0.0.1:{port}",
     }
+    # gunicorn's own options over config/gunicorn.conf.py's defaults (CONN_MAX_AGE is 60 s
+    # in production, as documented).
+    gunicorn = ["--access-logfile", "/dev/null"]
     if args.workers:
-        env["MYTHRAGEN_WEB_WORKERS"] = str(args.workers)
+        gunicorn += ["--workers", str(args.workers)]
     if args.threads:
-        env["MYTHRAGEN_WEB_THREADS"] = str(args.threads)
+        gunicorn += ["--threads", str(args.threads)]
+    env["GUNICORN_CMD_ARGS"] = " ".join(gunicorn)
 
     prepare_database(args, work, env)
     vocab = vocabulary(env)
@@ -526,7 +527,7 @@ def main() -> None:
         workers = children(server.pid)
         print(
             f"server: gunicorn pid {server.pid}, {len(workers)} workers x "
-            f"{env.get('MYTHRAGEN_WEB_THREADS', '2')} threads; warm-up {args.warmup:g} s",
+            f"{args.threads or 2} threads; warm-up {args.warmup:g} s",
             flush=True,
         )
         if args.warmup:

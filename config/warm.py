@@ -7,7 +7,7 @@ when search is ready. Called only where requests are served: by `config/wsgi.py`
 `runserver` (before it listens) and by gunicorn's `post_worker_init` hook
 (`config/gunicorn.conf.py`, before a worker accepts requests); never by management
 commands or tests, so the URLconf still imports no ML library (tests/test_config.py).
-MYTHRAGEN_WARM_START=false turns it off.
+WARM_START=false turns it off.
 """
 
 from __future__ import annotations

@@ -36,8 +36,9 @@ def visibility_timeout_exceeds_task_limits(app_configs=None, **kwargs) -> list[E
         Error(
             f"The broker's visibility timeout ({timeout} s) does not exceed the time limit of "
             + ", ".join(f"{n} ({t or 'none'})" for n, t in too_long.items()),
-            hint="Raise CELERY_VISIBILITY_TIMEOUT (or lower the MYTHRAGEN_*_TIME_LIMIT "
-            "settings): a task still running would be started again by another worker.",
+            hint="Raise CELERY_VISIBILITY_TIMEOUT (or lower the *_TIME_LIMIT constants; both in "
+            "config/settings.py's tuning block): a task still running would be started again "
+            "by another worker.",
             id="jobs.E001",
         )
     ]

@@ -56,12 +56,12 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # The process running it (`jobs.processes.identity()`) and its last sign of life,
-    # written every MYTHRAGEN_JOB_ALIVE_SECONDS whatever the task is doing.
+    # written every JOBS_ALIVE_SECONDS whatever the task is doing.
     worker = models.CharField(max_length=300, blank=True)
     alive_at = models.DateTimeField(null=True, blank=True)
     # A queued job whose task is sent only from this time on (it waits for another job).
     wait_until = models.DateTimeField(null=True, blank=True)
-    # How often it was resumed after losing its worker (MYTHRAGEN_JOB_MAX_RECOVERIES caps it).
+    # How often it was resumed after losing its worker (JOBS_MAX_RECOVERIES caps it).
     recoveries = models.PositiveSmallIntegerField(default=0)
     exclusive = models.CharField(max_length=40, blank=True, default="")
 

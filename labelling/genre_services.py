@@ -1,4 +1,5 @@
-"""Writes for the genre model: training it, labelling genre-less artworks, evaluating it.
+"""Writes for the genre model: training it and labelling genre-less artworks (its
+evaluation, which reads only, is `labelling.genre_evaluation`).
 
 The only layer between the ORM and `labelling.ml.metadata` / `fusion` / `genre_model`:
 it reads artworks into `Metadata` records and images, hands them to the model, and
@@ -30,10 +31,10 @@ from django.db.models import Exists, OuterRef
 from catalog.models import Artwork, Genre, GenreLabel, LabelSource
 from catalog.selectors import artwork_image_load
 from catalog.services import artwork_genre_refresh
-from jobs.services import job_current, job_heartbeat
+from jobs.heartbeat import job_current, job_heartbeat
 from labelling.models import GenreAssessment, GenreModelVersion
 from labelling.services import LabellingUnavailable, candidate_genres, vqa_get
-from retrieval.services import artwork_labels_changed, artwork_vectors_mark_stale
+from retrieval.services import artwork_labels_changed
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
@@ -97,12 +98,12 @@ def genre_model_current(*, train_if_missing: bool = False, progress: Progress | 
     if folder is None:
         if not train_if_missing:
             raise GenreModelMissing(
-                f"No genre model is trained yet (MYTHRAGEN_GENRE_MODEL_DIR="
+                f"No genre model is trained yet (MYTHRAGEN_MODELS_DIR/genre-model="
                 f"{settings.GENRE_MODEL_DIR}): run `python manage.py train_genre_model`."
             )
         genre_model_train(progress=progress)
         folder = current_folder(settings.GENRE_MODEL_DIR)
-    model = get_genre_model(folder, setting="MYTHRAGEN_GENRE_MODEL_DIR")
+    model = get_genre_model(folder, setting="MYTHRAGEN_MODELS_DIR")
     try:
         return model.load()
     except ModelUnavailable as exc:
@@ -116,7 +117,7 @@ def genre_model_train(
     with the VQA model when one is configured and training artworks have images; store
     every artwork's held-out assessment for the review queue. Returns the version row."""
     from labelling.ml import genre_model
-    from labelling.ml.metadata import data_digest, train_metadata_model
+    from labelling.ml.metadata_training import data_digest, train_metadata_model
 
     started = time.monotonic()
     say = progress or (lambda done, total, stage="": None)
@@ -167,7 +168,7 @@ def _fusion_fit(ids, labels, genres, held_out, say):
     from labelling.ml.fusion import MIN_FIT, fit_fusion
 
     if settings.GENRE_LABELLER == "metadata" or not settings.VQA_MODEL:
-        return None, "no VQA model is used (MYTHRAGEN_GENRE_LABELLER=metadata)"
+        return None, "no VQA model is used (GENRE_LABELLER=metadata)"
     position = {artwork_id: i for i, artwork_id in enumerate(ids)}
     # No `pk__in` over tens of thousands of ids (SQLite caps the parameters of a query).
     with_image = [
@@ -279,7 +280,7 @@ def genres_label(
     """Label every artwork that has no genre, in batches that commit as they finish (an
     interrupted run resumes where it stopped: labelled artworks have a genre).
 
-    MYTHRAGEN_GENRE_LABELLER (or `labeller`): "auto" labels with the genre model, trained
+    GENRE_LABELLER (or `labeller`): "auto" labels with the genre model, trained
     first if none is published: the metadata model, fused with the VQA model for
     artworks with an image when a fusion was fitted for MYTHRAGEN_VQA_MODEL; "metadata"
     never loads the VQA model; "vqa" is the paper's zero-shot VQA labelling (artworks with
@@ -369,13 +370,15 @@ def genres_label(
             GenreLabel.objects.bulk_create(labels)
             chunk_ids = [r[0] for r in chunk]
             artwork_genre_refresh(chunk_ids)
-            artwork_vectors_mark_stale(chunk_ids)
         done_ids += chunk_ids
         report.labelled += len(chunk)
         report.fused += len(vqa_rows)
         say(min(start + chunk_size, len(ids)), len(ids), "labelling genres")
+    # Search follows: few changes are live at once, many request a rebuild. Staleness is
+    # retrieval's own business: a vector's hash covers the artwork's labels, so a run cut
+    # short before this line still leaves its artworks to the next embed_catalog.
     if done_ids:
-        artwork_labels_changed(done_ids)  # few: live at once; many: a rebuild is requested
+        artwork_labels_changed(done_ids)
     report.remaining = todo.count()
     report.seconds = time.monotonic() - started
     return report
@@ -481,7 +484,6 @@ def _vqa_label(*, limit, batch_size, genres, progress) -> LabelReport:
         with transaction.atomic():
             GenreLabel.objects.bulk_create(labels)
             artwork_genre_refresh([a.pk for a in chunk])
-            artwork_vectors_mark_stale([a.pk for a in chunk])
         done_ids += [a.pk for a in chunk]
         report.labelled += len(chunk)
         if progress:
@@ -491,205 +493,3 @@ def _vqa_label(*, limit, batch_size, genres, progress) -> LabelReport:
     report.remaining = unlabelled.exclude(image="").count()
     report.seconds = time.monotonic() - started
     return report
-
-
-# --------------------------------------------------------------------------- evaluation
-
-# The issue's targets for the genre model on the real metadata (val split).
-TARGETS = {"top1": 0.85, "ece": 0.03, "precision": 0.97, "coverage": 0.45}
-
-
-def _val_truth() -> dict[int, str]:
-    """Artwork id -> WikiArt's genre, for the genre val split (its latest WikiArt label:
-    curators' and models' labels are not the ground truth)."""
-    truth: dict[int, str] = {}
-    rows = (
-        GenreLabel.objects.filter(
-            source=LabelSource.WIKIART,
-            artwork__genre_split="val",
-            retracted_at__isnull=True,
-            genre__isnull=False,
-        )
-        .order_by("created_at", "id")
-        .values_list("artwork_id", "genre__name")
-    )
-    for artwork_id, genre in rows.iterator(chunk_size=5000):
-        truth[artwork_id] = genre
-    return truth
-
-
-def _section(truth: list[str], probs: np.ndarray, genres: list[str], n_buckets, threshold):
-    from labelling.ml.evaluation import at_threshold, classification_report, precision_coverage
-
-    pred = [genres[i] for i in probs.argmax(axis=1)]
-    conf = np.clip(probs.max(axis=1), 0.0, 1.0)
-    correct = np.asarray(pred) == np.asarray(truth)
-    report = classification_report(truth, pred, conf.tolist(), genres, n_buckets=n_buckets)
-    report["precision_coverage"] = precision_coverage(
-        conf, correct, target_precision=TARGETS["precision"]
-    )
-    if threshold is not None:
-        report["at_calibrated_threshold"] = at_threshold(conf, correct, threshold)
-    best = report["precision_coverage"]["best"]
-    chosen = report.get("at_calibrated_threshold")
-    report["targets_met"] = {
-        "top1": report["accuracy"] >= TARGETS["top1"],
-        "ece": report["calibration"]["ece"] <= TARGETS["ece"],
-        "precision_coverage": bool(best and best["coverage"] >= TARGETS["coverage"]),
-        "precision_coverage_at_calibrated_threshold": bool(
-            chosen
-            and chosen["precision"] >= TARGETS["precision"]
-            and chosen["coverage"] >= TARGETS["coverage"]
-        ),
-    }
-    return report
-
-
-def labelling_evaluate(
-    *,
-    sample: int = 500,
-    seed: int = 0,
-    baseline: bool = True,
-    n_buckets: int = 15,
-    progress: Progress | None = None,
-) -> dict:
-    """Evaluate on WikiArt's genre val split, which nothing was trained or calibrated on.
-
-    Sections: "metadata" (every val artwork), "baseline" (the issue's TF-IDF + logistic
-    regression, trained here on the same training data), and, on val artworks with an
-    image (at most `sample`, drawn with `seed`): "vqa" (the paper's zero-shot VQA),
-    "metadata_on_images" and "fusion". Each: top-1, macro-F1, per-genre precision and
-    recall, the confusion matrix, calibration with ECE, the precision/coverage curve with
-    the best threshold reaching 0.97 precision, and the precision and coverage at the
-    threshold the calibration part chose (out of sample). Nothing is written.
-    """
-    import random
-
-    from labelling.ml.metadata import train_baseline
-
-    started = time.monotonic()
-    say = progress or (lambda done, total, stage="": None)
-    model = genre_model_current(train_if_missing=True, progress=say)
-    genres = model.genres
-    truth = {i: g for i, g in _val_truth().items() if g in genres}
-    rows = [
-        r
-        for r in Artwork.objects.order_by("id")
-        .values_list(*_FIELDS, "image")
-        .iterator(chunk_size=5000)
-        if r[0] in truth
-    ]
-    report: dict = {
-        "split": "val",
-        "n": len(rows),
-        "model_version": model.version,
-        "genres": genres,
-        "targets": TARGETS,
-        "sections": {},
-        "skipped": {},
-    }
-    if not rows:
-        report["seconds"] = round(time.monotonic() - started, 1)
-        return report
-    thresholds = model.metadata_model.meta.get("confidence_for_precision", {})
-    threshold = thresholds.get(f"{TARGETS['precision']:.2f}")
-    y = [truth[r[0]] for r in rows]
-    records = [_record(r) for r in rows]
-    say(0, 4, "metadata model on the val split")
-    meta = model.predict(records)
-    report["sections"]["metadata"] = _section(y, meta, genres, n_buckets, threshold)
-    if baseline:
-        say(1, 4, "training the baseline (TF-IDF + logistic regression)")
-        _ids, train_records, train_labels = training_set()
-        predict = train_baseline(train_records, train_labels, genres)
-        report["sections"]["baseline"] = _section(y, predict(records), genres, n_buckets, None)
-    pictured = [n for n, r in enumerate(rows) if r[5]]
-    if not pictured:
-        report["skipped"]["vqa"] = "no val artwork has an image (metadata only)"
-    else:
-        random.Random(seed).shuffle(pictured)
-        pictured = sorted(pictured[:sample])
-        say(2, 4, f"VQA model on {len(pictured)} val images")
-        try:
-            with job_heartbeat(job_current(), f"loading model {settings.VQA_MODEL}"):
-                vqa = vqa_get()
-        except LabellingUnavailable as exc:
-            report["skipped"]["vqa"] = str(exc)
-        else:
-            vqa_probs = np.concatenate(
-                [
-                    vqa.score(
-                        [artwork_image_load(rows[n][5]) for n in pictured[s : s + 16]], genres
-                    )
-                    for s in range(0, len(pictured), 16)
-                ]
-            )
-            sub_y = [y[n] for n in pictured]
-            sections = report["sections"]
-            sections["vqa"] = _section(sub_y, vqa_probs, genres, n_buckets, None)
-            sections["vqa"]["is_stand_in"] = vqa.is_stand_in
-            sections["metadata_on_images"] = _section(
-                sub_y, meta[pictured], genres, n_buckets, threshold
-            )
-            fusion = model.fusion_for(settings.VQA_MODEL)
-            if fusion is None:
-                report["skipped"]["fusion"] = f"no fusion fitted for {settings.VQA_MODEL}"
-            else:
-                fused = fusion.combine({"metadata": meta[pictured], "vqa": vqa_probs})
-                sections["fusion"] = _section(sub_y, fused, genres, n_buckets, threshold)
-                sections["fusion"]["weights"] = dict(
-                    zip(fusion.sources, map(float, fusion.weights), strict=True)
-                )
-    say(4, 4, "done")
-    report["seconds"] = round(time.monotonic() - started, 1)
-    return report
-
-
-def evaluation_markdown(report: dict) -> str:
-    """The evaluation as Markdown: one summary table, then each section in full."""
-    from labelling.ml.evaluation import report_markdown
-
-    def pct(x):
-        return "–" if x is None else f"{x:.3f}"
-
-    lines = [
-        f"Genre val split: {report['n']:,} artworks with a WikiArt genre; genre model "
-        f"{report['model_version']}. Targets: top-1 >= {TARGETS['top1']}, ECE <= "
-        f"{TARGETS['ece']}, precision >= {TARGETS['precision']} at coverage >= "
-        f"{TARGETS['coverage']}.",
-        "",
-        "| source | n | top-1 | macro-F1 | ECE | best threshold for precision >= 0.97: "
-        "coverage (threshold) | at the calibration part's threshold: precision / coverage |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, sec in report["sections"].items():
-        best = sec["precision_coverage"]["best"]
-        chosen = sec.get("at_calibrated_threshold")
-        lines.append(
-            f"| {name} | {sec['n']:,} | {pct(sec['accuracy'])} | {pct(sec['macro_f1'])} | "
-            f"{pct(sec['calibration']['ece'])} | "
-            + (f"{best['coverage']:.3f} ({best['threshold']:.3f})" if best else "none")
-            + " | "
-            + (
-                f"{chosen['precision']:.3f} / {chosen['coverage']:.3f} "
-                f"(>= {chosen['threshold']:.3f})"
-                if chosen
-                else "–"
-            )
-            + " |"
-        )
-    for name, why in report.get("skipped", {}).items():
-        lines.append(f"\n{name}: not measured ({why})")
-    for name, sec in report["sections"].items():
-        lines += ["", f"## {name}", "", report_markdown(sec)]
-        curve = sec["precision_coverage"]["curve"]
-        lines += [
-            "### Precision / coverage",
-            "",
-            "| threshold | coverage | precision |",
-            "|---|---|---|",
-        ]
-        lines += [
-            f"| {c['threshold']:.3f} | {c['coverage']:.3f} | {c['precision']:.3f} |" for c in curve
-        ]
-    return "\n".join(lines) + "\n"

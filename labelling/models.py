@@ -40,7 +40,7 @@ class BulkOperation(models.Model):
 
 
 class GenreModelVersion(models.Model):
-    """One trained genre model: its artifact lives in MYTHRAGEN_GENRE_MODEL_DIR under
+    """One trained genre model: its artifact lives in MYTHRAGEN_MODELS_DIR/genre-model under
     `versions/<version>` (the folder's CURRENT file names the one labelling uses); this
     row is its record for people: the digest of its training data, sizes, held-out figures
     on the calibration part of the train split, and the fusion with the VQA model if one

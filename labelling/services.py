@@ -21,7 +21,7 @@ from django.utils import timezone
 from catalog.models import MACHINE_SOURCES, Artwork, Genre, GenreLabel, LabelSource
 from catalog.selectors import artwork_image_load
 from catalog.services import artwork_genre_refresh, genre_label_add
-from jobs.services import job_current, job_heartbeat
+from jobs.heartbeat import job_current, job_heartbeat
 from labelling import selectors
 from labelling.models import BulkOperation
 from retrieval.services import artwork_labels_changed, ml_device
@@ -79,7 +79,7 @@ def captioner_get():
             settings.CAPTION_MODEL,
             device=ml_device(),
             precision=settings.LABEL_PRECISION,
-            setting="MYTHRAGEN_CAPTION_MODEL",
+            setting="MYTHRAGEN_VQA_MODEL",
         ).load()
     except ModelUnavailable as exc:
         raise LabellingUnavailable(str(exc)) from exc

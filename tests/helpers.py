@@ -3,6 +3,7 @@ database; what needs no Django (ports, waiting, Redis, stopping) is in `tests.ha
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -94,7 +95,12 @@ def wait_result(result, proc: subprocess.Popen, log: Path | None, timeout: float
 
 def process_env(**overrides) -> dict[str, str]:
     """The environment of a server or worker process on the test database, media and
-    index folders, with the small embedder offline and one thread."""
+    index folders, with the small embedder offline and one thread. Overrides named like a
+    tuning constant of config/settings.py (JOBS_RESEND_SECONDS, CELERY_BROKER_DIR, ...)
+    reach it through MYTHRAGEN_TUNING."""
+    tuning = {k: overrides.pop(k) for k in list(overrides) if k in settings.TUNING}
+    if tuning:
+        overrides["MYTHRAGEN_TUNING"] = json.dumps(tuning, default=str)
     return {
         **os.environ,
         "DATABASE_URL": test_database_url(),

@@ -1,5 +1,6 @@
 """Configuration: database URLs, the embedded PostgreSQL, and layering rules."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,9 @@ def test_pgserver_url_needs_an_absolute_data_dir():
         datadir_from_url("postgres://x/y")
 
 
-def _settings_in_subprocess(env: dict, expr: str) -> str:
+def _settings_in_subprocess(env: dict, expr: str, prelude: str = "") -> str:
     code = (
-        f"import django, os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; "
+        f"{prelude}import django, os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; "
         f"from django.conf import settings; print({expr})"
     )
     out = subprocess.run(
@@ -95,19 +96,27 @@ def test_postgres_has_the_vector_extension_enabled_by_migration():
 # -- one place for the demo's settings: .env, written by `make run` ---------------------
 
 
+def _reading(dotenv: Path) -> str:
+    """Code that makes settings read `dotenv` where they read the checkout's `.env`."""
+    return (
+        "import environ; _read = environ.Env.read_env.__func__; "
+        "environ.Env.read_env = classmethod("
+        f"lambda cls, path, **kw: _read(cls, {str(dotenv)!r}, **kw)); "
+    )
+
+
 def test_settings_read_the_dotenv_file_outside_tests_only(tmp_path):
     dotenv = tmp_path / "demo.env"
-    dotenv.write_text("MYTHRAGEN_GEN_SIZE=128\nMYTHRAGEN_GEN_STEPS=12\n")
-    expr = "settings.GEN_SIZE, settings.GEN_STEPS, os.environ.get('HF_HUB_OFFLINE')"
-    read = _settings_in_subprocess({"MYTHRAGEN_DOTENV": str(dotenv)}, expr)
-    assert read == "128 12 None"
-    dotenv.write_text("MYTHRAGEN_GEN_SIZE=128\nHF_HUB_OFFLINE=1\n")
+    read_from = _reading(dotenv)
+    expr = "(settings.VQA_MODEL, settings.GEN_SIZE, os.environ.get('HF_HUB_OFFLINE'))"
+    dotenv.write_text('MYTHRAGEN_VQA_MODEL=/m/vqa\nMYTHRAGEN_TUNING={"GEN_SIZE": 128}\n')
+    read = _settings_in_subprocess({}, expr, prelude=read_from)
+    assert read == "('/m/vqa', 128, None)"
+    dotenv.write_text("MYTHRAGEN_VQA_MODEL=/m/vqa\nHF_HUB_OFFLINE=1\n")
     # The real environment wins over the file; the file's other lines still count.
-    read = _settings_in_subprocess(
-        {"MYTHRAGEN_DOTENV": str(dotenv), "MYTHRAGEN_GEN_SIZE": "256"}, expr
-    )
-    assert read == "256 30 1"
-    # Without MYTHRAGEN_DOTENV: the checkout's .env, except in a test session.
+    read = _settings_in_subprocess({"MYTHRAGEN_VQA_MODEL": "/env/vqa"}, expr, prelude=read_from)
+    assert read == "('/env/vqa', 512, '1')"
+    # The checkout's .env, except in a test session.
     default = "__import__('config.settings', fromlist=['x'])._DOTENV"
     assert _settings_in_subprocess({}, default) == str(ROOT / ".env")
     assert _settings_in_subprocess({"PYTEST_VERSION": "9"}, default) == "off"
@@ -126,24 +135,29 @@ def _demo_env(path, env: dict) -> tuple[str, str]:
 
 def test_make_run_writes_its_models_and_defaults_to_dotenv(tmp_path):
     dotenv = tmp_path / ".env"
-    dotenv.write_text("DJANGO_DEBUG=true\nMYTHRAGEN_GEN_STEPS=20\n")
+    dotenv.write_text("DJANGO_DEBUG=true\nMYTHRAGEN_VQA_MODEL=/mine/vqa\n")
     exports, text = _demo_env(dotenv, {"MYTHRAGEN_MODELS_DIR": "/m"})
     lines = text.splitlines()
-    assert lines[:2] == ["DJANGO_DEBUG=true", "MYTHRAGEN_GEN_STEPS=20"]  # the user's lines
+    assert lines[:2] == ["DJANGO_DEBUG=true", "MYTHRAGEN_VQA_MODEL=/mine/vqa"]  # the user's
     block = lines[lines.index(next(x for x in lines if x.startswith("# >>>"))) :]
-    assert "MYTHRAGEN_SD_MODEL=/m/tiny-sd15" in block
-    assert "MYTHRAGEN_GEN_SIZE=128" in block and "HF_HUB_OFFLINE=1" in block
-    assert not any(x.startswith("MYTHRAGEN_GEN_STEPS=") for x in block)  # the user's wins
+    assert "MYTHRAGEN_SD_MODEL=/m/tiny-sd15" in block and "HF_HUB_OFFLINE=1" in block
+    assert not any(x.startswith("MYTHRAGEN_VQA_MODEL=") for x in block)  # the user's wins
     assert "export MYTHRAGEN_SD_MODEL=/m/tiny-sd15" in exports.splitlines()
+    # The tiny SD's short trainings and small renders: tuning constants, overridden.
+    tuning = next(x for x in block if x.startswith("MYTHRAGEN_TUNING="))
+    size = _settings_in_subprocess(
+        {"MYTHRAGEN_TUNING": tuning.partition("=")[2]}, "settings.GEN_SIZE, settings.LORA_STEPS"
+    )
+    assert size == "128 60"
     # Run again: the block is replaced, not repeated, and the user's lines stay.
     _exports, again = _demo_env(dotenv, {"MYTHRAGEN_MODELS_DIR": "/m"})
     assert again == text
     # A real Stable Diffusion keeps the paper's training and rendering settings.
     _exports, real = _demo_env(dotenv, {"MYTHRAGEN_SD_MODEL": "/real/sd15"})
-    assert "MYTHRAGEN_SD_MODEL=/real/sd15" in real and "MYTHRAGEN_GEN_SIZE" not in real
+    assert "MYTHRAGEN_SD_MODEL=/real/sd15" in real and "MYTHRAGEN_TUNING" not in real
     # And what it writes is what a command then reads.
-    size = _settings_in_subprocess({"MYTHRAGEN_DOTENV": str(dotenv)}, "settings.SD_MODEL")
-    assert size == "/real/sd15"
+    model = _settings_in_subprocess({}, "settings.SD_MODEL", prelude=_reading(dotenv))
+    assert model == "/real/sd15"
 
 
 # -- a warm start in serving processes only, and servers that stop -------------------------
@@ -240,3 +254,63 @@ def test_a_stopped_embedded_postgresql_leaves_no_process():
     finally:
         stop_server(datadir)
         shutil.rmtree(datadir.parent, ignore_errors=True)
+
+
+# -- one list of variables: settings.py, .env.example and the README agree -------------------
+
+_VARIABLE_LINE = re.compile(r"^#? ?([A-Z][A-Z0-9_]*)=", re.M)
+
+
+def _example_variables() -> list[str]:
+    return _VARIABLE_LINE.findall((ROOT / ".env.example").read_text())
+
+
+def _variables_read() -> set[str]:
+    """Every variable config/settings.py reads through django-environ, and the ones the
+    scripts that start the servers read (bin/run-demo, bin/serve)."""
+    settings_py = (ROOT / "config" / "settings.py").read_text()
+    names = set(re.findall(r"\benv(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"", settings_py))
+    for script in ("run-demo", "serve"):
+        text = (ROOT / "bin" / script).read_text()
+        names |= set(re.findall(r"\$\{(MYTHRAGEN_[A-Z0-9_]+)", text))
+    return names
+
+
+def test_env_example_lists_every_variable_read_and_no_other():
+    listed = _example_variables()
+    assert len(listed) == len(set(listed)), "a variable is listed twice"
+    assert len(listed) <= 30, f"{len(listed)} variables: keep tuning knobs in settings.py"
+    assert set(listed) == _variables_read()
+    # Each with its one-line reason: the comment line right above it.
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if _VARIABLE_LINE.match(line):
+            above = lines[i - 1]
+            assert above.startswith("# ") and not _VARIABLE_LINE.match(above), line
+
+
+def test_readme_configuration_table_lists_the_same_variables():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    table = set(re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|", section, re.M))
+    assert table == set(_example_variables())
+
+
+def test_tuning_constants_are_overridden_by_name_only():
+    tuned = _settings_in_subprocess(
+        {"MYTHRAGEN_TUNING": '{"LORA_STEPS": 7, "CELERY_BROKER_DIR": "/tmp/b"}'},
+        "settings.LORA_STEPS, repr(settings.CELERY_BROKER_DIR), settings.GEN_STALE_SECONDS",
+    )
+    assert tuned == "7 PosixPath('/tmp/b') 900"
+    code = (
+        "import os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; "
+        "from django.conf import settings; settings.LORA_STEPS"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin", "MYTHRAGEN_TUNING": '{"LORA_STEP": 7}'},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0 and "unknown: ['LORA_STEP']" in out.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
 import os
 import re
 import secrets
@@ -56,8 +57,8 @@ def local_env(tmp: Path, base: dict[str, str], **overrides: str | None) -> dict[
         "CELERY_BROKER_URL": "memory://",
         "CELERY_RESULT_BACKEND": "cache+memory://",
         "MEDIA_ROOT": str(tmp / "media"),
-        "DJANGO_STATIC_ROOT": str(tmp / "static"),
         "MYTHRAGEN_INDEX_DIR": str(tmp / "index"),
+        "MYTHRAGEN_TUNING": json.dumps({"STATIC_ROOT": str(tmp / "static")}),
         "LOG_LEVEL": "WARNING",
         **overrides,
     }
@@ -126,12 +127,20 @@ def test_secret_key_strength_rules(key, problem):
     assert found == problem or (problem and found.startswith(problem))
 
 
+def test_check_deploy_warns_about_a_cache_each_process_keeps_to_itself(tmp_path):
+    env = production_env(tmp_path, CACHE_URL="locmemcache://")
+    out = check_deploy(env, "--tag", "caches")
+    assert out.returncode != 0 and "catalog.W001" in out.stderr + out.stdout
+    assert "CACHE_URL=redis://" in out.stderr + out.stdout
+
+
 def test_check_deploy_fails_when_a_protection_is_switched_off(tmp_path):
     # Only the security checks: the schema checks (slow) are covered by the test above.
-    env = production_env(tmp_path, DJANGO_SECURE_HSTS_SECONDS="0")
+    env = production_env(tmp_path, DJANGO_HTTPS="false")
     out = check_deploy(env, "--tag", "security")
     assert out.returncode != 0
-    assert "security.W004" in out.stderr + out.stdout
+    assert "security.W004" in out.stderr + out.stdout  # no HSTS
+    assert "security.W008" in out.stderr + out.stdout  # no HTTPS redirect
 
 
 # --------------------------------------------------------------------------- the real server
@@ -161,11 +170,9 @@ def server(tmp_path_factory):
     port = free_port()
     env = production_env(
         tmp,
-        MYTHRAGEN_WEB_BIND=f"127.0.0.1:{port}",
-        MYTHRAGEN_WEB_WORKERS="1",
-        MYTHRAGEN_WEB_THREADS="2",
-        MYTHRAGEN_WEB_TIMEOUT="10",
-        MYTHRAGEN_PYTHON=sys.executable,
+        MYTHRAGEN_ADDR=f"127.0.0.1:{port}",
+        CACHE_URL=f"filecache://{tmp / 'cache'}",  # shared by the workers, as Redis would be
+        GUNICORN_CMD_ARGS="--workers 1 --threads 2 --timeout 10 --graceful-timeout 10",
     )
     log = tmp / "serve.log"
     proc = start_logged([str(ROOT / "bin" / "serve")], env, log, session=True)
@@ -278,9 +285,8 @@ def test_make_run_binds_loopback_with_debug_pages_off():
     if not _env_file_sets("DJANGO_DEBUG"):
         assert config["DJANGO_DEBUG"] == "false"
     # Plain HTTP on this machine: no HTTPS redirect, no secure-only cookies, no HSTS.
-    for name in ("DJANGO_SECURE_SSL_REDIRECT", "DJANGO_SESSION_COOKIE_SECURE"):
-        if not _env_file_sets(name):
-            assert config[name] == "false", name
+    if not _env_file_sets("DJANGO_HTTPS"):
+        assert config["DJANGO_HTTPS"] == "false"
     assert _pairs(_run_demo_config(DJANGO_DEBUG="true").stdout)["DJANGO_DEBUG"] == "true"
 
 

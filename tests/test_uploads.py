@@ -114,7 +114,7 @@ def _nothing_stored(settings, upload_tmp, search_spy):
 REFUSED = {
     # A real decompression bomb: over twice Pillow's limit, refused from its header.
     "bomb": (lambda bomb: bomb, "bomb.png", "decompression bomb"),
-    # Over our own limit (MYTHRAGEN_UPLOAD_MAX_PIXELS, 40 M), under Pillow's.
+    # Over our own limit (UPLOAD_MAX_PIXELS, 40 M), under Pillow's.
     "too-many-pixels": (
         lambda bomb: png_declaring(8000, 6000),
         "big.png",
@@ -168,7 +168,7 @@ def test_oversized_upload_is_dropped_while_it_arrives(
     response = _post(client, via, data, "big.png")
     assert response.status_code == 400
     message = _message(response, via)
-    assert "larger than 65,536 bytes (MYTHRAGEN_UPLOAD_MAX_BYTES)" in message, message
+    assert "larger than 65,536 bytes (UPLOAD_MAX_BYTES)" in message, message
     _nothing_stored(settings, upload_tmp, search_spy)
 
 

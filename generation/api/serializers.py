@@ -59,7 +59,7 @@ class FiltersField(serializers.DictField):
 class GenerationCreateSerializer(serializers.Serializer):
     """Types only; `services.generation_params_check` holds the rules (one validator). The
     bounds are in the schema; omitted fields take the form's defaults (the server's
-    settings: `MYTHRAGEN_GEN_SIZE`, `_STEPS`, `_K`)."""
+    settings: `GEN_SIZE`, `GEN_STEPS`, `GEN_K`)."""
 
     prompt = serializers.CharField(max_length=services.MAX_PROMPT, allow_blank=True)
     negative_prompt = serializers.CharField(

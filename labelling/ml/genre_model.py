@@ -1,7 +1,7 @@
 """The genre model as a model role: one trained version (metadata model + its fusion with
 the VQA model, when one was fitted), and the versioned folder it lives in.
 
-On disk, under one root (MYTHRAGEN_GENRE_MODEL_DIR)::
+On disk, under one root (MYTHRAGEN_MODELS_DIR/genre-model)::
 
     root/
       CURRENT                 the version labelling uses (one line)

@@ -73,7 +73,7 @@ ENV_VARS = {
     "sd15": ("MYTHRAGEN_SD_MODEL",),
     "safety-checker": ("MYTHRAGEN_SAFETY_CHECKER_MODEL",),
     "blip2-itm": ("MYTHRAGEN_BLIP2_RETRIEVAL_MODEL",),
-    "blip2-opt": ("MYTHRAGEN_CAPTION_MODEL", "MYTHRAGEN_VQA_MODEL"),
+    "blip2-opt": ("MYTHRAGEN_VQA_MODEL",),  # captioner and VQA: one checkpoint
     "clip-l14": ("MYTHRAGEN_CLIP_MODEL",),
 }
 

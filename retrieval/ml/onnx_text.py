@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 OPSET = 17
 PROBES = ["a harbour at dawn by Claude Monet, impressionism", "x", "portrait of a woman"]
 TOLERANCE = 1e-4  # largest allowed difference to PyTorch, per vector component
+# How an operator falls back to PyTorch (the tuning constant RETRIEVAL_PROMPT_RUNTIME).
+TORCH_HINT = """set MYTHRAGEN_TUNING='{"RETRIEVAL_PROMPT_RUNTIME": "torch"}'"""
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -157,7 +159,7 @@ class OnnxPromptEncoder:
             except Exception as again:  # noqa: BLE001 - not the file: say what to do
                 raise EmbedderError(
                     f"ONNX Runtime cannot load the prompt encoder {self.path}: {again}; "
-                    "set MYTHRAGEN_PROMPT_RUNTIME=torch"
+                    f"{TORCH_HINT}"
                 ) from again
         self._wanted = {i.name for i in self.session.get_inputs()}
         self._check(model)
@@ -188,5 +190,5 @@ class OnnxPromptEncoder:
         if not worst <= TOLERANCE:
             raise EmbedderError(
                 f"ONNX prompt encoder {self.path} differs from PyTorch by {worst:.2e} "
-                f"(> {TOLERANCE}); delete the file, or set MYTHRAGEN_PROMPT_RUNTIME=torch"
+                f"(> {TOLERANCE}); delete the file, or {TORCH_HINT}"
             )

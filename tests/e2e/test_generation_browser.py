@@ -54,8 +54,8 @@ def worker(gen_settings, indexed_demo, tmp_path):  # noqa: F811 (fixture importe
         gen_settings,
         CELERY_BROKER_URL=REDIS,
         CELERY_RESULT_BACKEND=REDIS,
-        MYTHRAGEN_LORA_STEPS=200,
-        MYTHRAGEN_LORA_CHECKPOINT_EVERY=50,
+        LORA_STEPS=200,
+        LORA_CHECKPOINT_EVERY=50,
     )
     log = tmp_path / "worker.log"
     with sending_to(REDIS):

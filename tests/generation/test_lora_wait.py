@@ -12,6 +12,7 @@ from generation import services
 from generation.models import Generation, LoraStatus
 from generation.services import lora_cache, retrieval_sets, training
 from generation.tasks import generation_train_task
+from jobs import sending
 from jobs import services as jobs
 from jobs.models import Job, JobStatus
 
@@ -29,7 +30,7 @@ def sent(monkeypatch):
         Job.objects.filter(pk=job_id, celery_task_id="").update(celery_task_id=spec["task_id"])
         return True
 
-    monkeypatch.setattr(jobs, "_send", send)
+    monkeypatch.setattr(sending, "_send", send)
     return calls
 
 

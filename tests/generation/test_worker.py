@@ -4,6 +4,7 @@ killed mid-training whose job resumes from the LoRA checkpoint on another worker
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -25,6 +26,9 @@ pytestmark.append(pytest.mark.skipif(not port_open(6379), reason="no Redis on 12
 
 
 def _worker_env(settings, **extra) -> dict[str, str]:
+    """A worker's environment; tuning constants (LORA_STEPS, ...) go in MYTHRAGEN_TUNING."""
+    tuning = {"LORA_RESOLUTION": 64, "LORA_RANK": 8, "LORA_OPTIMIZER": "adamw"}
+    tuning.update({k: extra.pop(k) for k in list(extra) if k in settings.TUNING})
     env = {
         "CELERY_BROKER_URL": REDIS,
         "CELERY_RESULT_BACKEND": REDIS,
@@ -33,12 +37,10 @@ def _worker_env(settings, **extra) -> dict[str, str]:
         "MYTHRAGEN_SD_MODEL": settings.SD_MODEL,
         "MYTHRAGEN_CLIP_MODEL": settings.CLIP_MODEL,
         "MYTHRAGEN_DEVICE": "cpu",
-        "MYTHRAGEN_SD_PRECISION": "float32",
+        "MYTHRAGEN_PRECISION": "float32",
         "MYTHRAGEN_LORA_DIR": str(settings.LORA_DIR),
-        "MYTHRAGEN_LORA_RESOLUTION": "64",
-        "MYTHRAGEN_LORA_RANK": "8",
-        "MYTHRAGEN_LORA_OPTIMIZER": "adamw",
         "MYTHRAGEN_LORA_CACHE_BUDGET_MB": "0",
+        "MYTHRAGEN_TUNING": json.dumps(tuning),
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
     }
@@ -71,7 +73,7 @@ def test_request_trains_renders_and_reaches_the_gallery_on_real_workers(
     indexed, client, user, tmp_path
 ):
     settings = indexed
-    env = _worker_env(settings, MYTHRAGEN_LORA_STEPS=60, MYTHRAGEN_LORA_CHECKPOINT_EVERY=20)
+    env = _worker_env(settings, LORA_STEPS=60, LORA_CHECKPOINT_EVERY=20)
     train_log, render_log = tmp_path / "train.log", tmp_path / "render.log"
     with sending_to(REDIS):
         trainer = start_worker(env, queues="celery,training", log=train_log)
@@ -116,7 +118,7 @@ def test_request_trains_renders_and_reaches_the_gallery_on_real_workers(
 
 def test_a_worker_killed_mid_training_resumes_from_the_checkpoint(indexed, client, user, tmp_path):
     settings = indexed
-    steps = {"MYTHRAGEN_LORA_STEPS": 150, "MYTHRAGEN_LORA_CHECKPOINT_EVERY": 20}
+    steps = {"LORA_STEPS": 150, "LORA_CHECKPOINT_EVERY": 20}
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     queues = "celery,training,rendering"
     with sending_to(REDIS):

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from jobs import heartbeat
 from jobs import services as jobs
 from jobs.models import Job, JobStatus
 from tests.generation.conftest import _torch_one_thread, gen_settings  # noqa: F401 (fixtures)
@@ -24,7 +25,7 @@ BEAT = 0.3  # seconds between beats
 def fast_stale(settings, monkeypatch):
     settings.JOBS_STALE_SECONDS = STALE
     settings.GEN_STALE_SECONDS = STALE
-    monkeypatch.setattr(jobs, "heartbeat_interval", lambda: BEAT)
+    monkeypatch.setattr(heartbeat, "heartbeat_interval", lambda: BEAT)
     return settings
 
 

@@ -49,7 +49,10 @@ def test_the_visibility_timeout_exceeds_every_task_time_limit():
     assert limits == seen["configured"]  # each uses its limit from settings, and only those
     assert timeout > max(limits.values()), (timeout, limits)
     # Raising a limit (here labelling, 12 h -> 30 h) raises the default timeout with it.
-    longer = _read(CELERY_BROKER_URL="redis://x:6379/0", MYTHRAGEN_LABEL_TIME_LIMIT="108000")
+    longer = _read(
+        CELERY_BROKER_URL="redis://x:6379/0",
+        MYTHRAGEN_TUNING=json.dumps({"LABEL_TIME_LIMIT": 108000}),
+    )
     assert longer["limits"]["labelling.label_genres"] == 108000
     assert longer["options"]["visibility_timeout"] > 108000
 

@@ -15,7 +15,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from jobs import processes
+from jobs import processes, sending
 from jobs import services as jobs
 from jobs.models import Job, JobStatus
 from retrieval.tasks import INDEX_REBUILD, index_rebuild_task
@@ -40,7 +40,7 @@ def sent(monkeypatch):
         Job.objects.filter(pk=job_id, celery_task_id="").update(celery_task_id=spec["task_id"])
         return True
 
-    monkeypatch.setattr(jobs, "_send", send)
+    monkeypatch.setattr(sending, "_send", send)
     return calls
 
 
@@ -250,7 +250,7 @@ def test_concurrent_rebuild_and_labelling_requests_share_one_job(monkeypatch):
     from labelling import services as labelling
     from retrieval import services as retrieval
 
-    monkeypatch.setattr(jobs, "_send", lambda *a, **k: True)
+    monkeypatch.setattr(sending, "_send", lambda *a, **k: True)
     requests = [retrieval.index_rebuild_request] * 4 + [
         lambda: labelling.labelling_request("label_genres", limit=5)
     ] * 4

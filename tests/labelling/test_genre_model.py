@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from catalog.models import Artwork, Genre, GenreLabel, LabelSource
 from catalog.services import genre_label_add
-from labelling import genre_services
+from labelling import genre_evaluation, genre_services
 from labelling.ml.genre_model import current_folder
 from labelling.models import GenreAssessment, GenreModelVersion
 
@@ -149,7 +149,7 @@ def test_auto_without_a_fitted_fusion_says_so_and_uses_the_metadata_model(
 
 def test_evaluation_measures_each_source_on_the_val_split(imported_demo, tiny_labelling, settings):
     settings.GENRE_LABELLER = "auto"
-    report = genre_services.labelling_evaluate(sample=40)
+    report = genre_evaluation.labelling_evaluate(sample=40)
     val = Artwork.objects.filter(genre_split="val", genre_source="wikiart").count()
     assert report["n"] == val and report["split"] == "val"
     sections = report["sections"]
@@ -166,7 +166,7 @@ def test_evaluation_measures_each_source_on_the_val_split(imported_demo, tiny_la
     assert sections["vqa"]["is_stand_in"]
     # The demo's titles name their genre: the metadata model beats the random VQA model.
     assert sections["metadata_on_images"]["accuracy"] > sections["vqa"]["accuracy"]
-    text = genre_services.evaluation_markdown(report)
+    text = genre_evaluation.evaluation_markdown(report)
     for name in sections:
         assert f"| {name} |" in text
 

@@ -216,3 +216,30 @@ def test_a_mislabelled_artwork_is_flagged_by_its_neighbours(indexed_demo, curato
         for it in queue
         if it.artwork.genre_source == "wikiart" and (it.disagreement or 0) < 1.0
     )
+
+
+def test_a_labelling_run_cut_short_leaves_its_artworks_to_retrievals_hashes(
+    indexed_demo, tiny_labelling, monkeypatch
+):
+    """Labelling marks no vector stale itself: retrieval's fused hash covers an artwork's
+    labels, so even a run that never reached its final `artwork_labels_changed` (a worker
+    killed between batches) leaves exactly the relabelled artworks to `embed_catalog`."""
+    from retrieval import services as retrieval
+    from retrieval.models import ArtworkEmbedding
+
+    hashes = dict(ArtworkEmbedding.objects.values_list("artwork_id", "fused_hash"))
+    monkeypatch.setattr(genre_services, "artwork_labels_changed", lambda ids: 0)  # cut short
+    report = genre_services.genres_label(labeller="vqa")
+    relabelled = set(Artwork.objects.filter(genre_source="vqa").values_list("id", flat=True))
+    assert report.labelled == len(relabelled) > 0
+    # Nothing was written to the vectors by labelling ...
+    assert dict(ArtworkEmbedding.objects.values_list("artwork_id", "fused_hash")) == hashes
+    # ... and retrieval finds the relabelled artworks by their hash, and only them.
+    again = retrieval.embed_catalog()
+    assert again.up_to_date == again.artworks - len(relabelled)
+    changed = {
+        a
+        for a, h in ArtworkEmbedding.objects.values_list("artwork_id", "fused_hash")
+        if hashes[a] != h
+    }
+    assert changed == relabelled

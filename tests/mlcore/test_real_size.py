@@ -27,7 +27,7 @@ def test_public_api():
     }
     for table in (real_size.HUB_IDS, real_size.KINDS, real_size.DEFAULT_DTYPES):
         assert set(table) == set(real_size.ROLES)
-    assert real_size.ENV_VARS["blip2-opt"] == ("MYTHRAGEN_CAPTION_MODEL", "MYTHRAGEN_VQA_MODEL")
+    assert real_size.ENV_VARS["blip2-opt"] == ("MYTHRAGEN_VQA_MODEL",)
     assert real_size.published_role_params("sd15") == 859_520_964 + 83_653_863 + 123_060_480
 
 

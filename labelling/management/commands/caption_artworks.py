@@ -11,7 +11,7 @@ from labelling import services
 class Command(BaseCommand):
     help = (
         "Caption artworks that have an image with the captioning model "
-        "(MYTHRAGEN_CAPTION_MODEL); others keep their title as caption."
+        "(MYTHRAGEN_VQA_MODEL); others keep their title as caption."
     )
 
     def add_arguments(self, parser):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from labelling import genre_services, services
+from labelling import genre_evaluation, services
 
 
 class Command(BaseCommand):
@@ -32,7 +32,7 @@ class Command(BaseCommand):
                 print(f"[{done}/{total}] {stage}", file=sys.stderr, flush=True)
 
         try:
-            report = genre_services.labelling_evaluate(
+            report = genre_evaluation.labelling_evaluate(
                 sample=opts["sample"],
                 seed=opts["seed"],
                 baseline=not opts["no_baseline"],
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         vqa = report["sections"].get("vqa")
         if vqa and vqa.get("is_stand_in"):
             self.stdout.write("NOTE: the VQA model is a stand-in with random weights.")
-        self.stdout.write(genre_services.evaluation_markdown(report))
+        self.stdout.write(genre_evaluation.evaluation_markdown(report))
         if opts["out"]:
             opts["out"].write_text(json.dumps(report, indent=2))
             self.stdout.write(f"Wrote {opts['out']}")

@@ -12,7 +12,7 @@ from labelling.tasks import LABEL_GENRES
 class Command(BaseCommand):
     help = (
         "Label the genre of every artwork that has none, in batches; resumable. By default "
-        "(MYTHRAGEN_GENRE_LABELLER=auto) with the genre model, trained first if none is: "
+        "(GENRE_LABELLER=auto) with the genre model, trained first if none is: "
         "the metadata model, fused with the VQA model for artworks with an image; "
         "--labeller vqa is the paper's zero-shot VQA. Curator labels always win."
     )
@@ -25,7 +25,7 @@ class Command(BaseCommand):
             "--labeller",
             choices=genre_services.LABELLERS,
             default=None,
-            help="default: MYTHRAGEN_GENRE_LABELLER",
+            help="default: GENRE_LABELLER",
         )
         parser.add_argument("--queue", action="store_true", help="run as a Celery job")
         parser.add_argument("--no-progress", action="store_true")

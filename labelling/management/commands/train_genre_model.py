@@ -12,7 +12,7 @@ class Command(BaseCommand):
     help = (
         "Train the metadata genre model on WikiArt's genre train split (a held-out part "
         "calibrates it), fit its fusion with the VQA model where training artworks have "
-        "images, publish it under MYTHRAGEN_GENRE_MODEL_DIR and assess every artwork for "
+        "images, publish it under MYTHRAGEN_MODELS_DIR/genre-model and assess every artwork for "
         "the review queue."
     )
 

@@ -26,7 +26,7 @@ TINY_MODELS = [
         "tiny-blip2-vqa",
         "labelling.ml.tiny",
         "build_tiny_blip2_vqa",
-        "MYTHRAGEN_VQA_MODEL MYTHRAGEN_CAPTION_MODEL",
+        "MYTHRAGEN_VQA_MODEL",
     ),
     ("tiny-sd15", "generation.ml.tiny", "build_tiny_sd", "MYTHRAGEN_SD_MODEL"),
     ("tiny-clip", "generation.ml.tiny", "build_tiny_clip", "MYTHRAGEN_CLIP_MODEL"),

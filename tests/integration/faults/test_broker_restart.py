@@ -35,7 +35,7 @@ def test_the_broker_restarting_loses_no_job(
     env = process_env(
         CELERY_BROKER_URL=url,
         CELERY_RESULT_BACKEND=url,
-        MYTHRAGEN_JOB_RESEND_SECONDS=1,
+        JOBS_RESEND_SECONDS=1,
         MYTHRAGEN_TEST_GO=go,
     )
     admin = django_user_model.objects.create_superuser("boss", "", "pw")
@@ -128,13 +128,12 @@ def test_redis_restarting_during_a_labelling_run_labels_each_artwork_once(
         CELERY_RESULT_BACKEND=url,
         CELERY_VISIBILITY_TIMEOUT=3,
         CELERY_RESTORE_INTERVAL=1,
-        MYTHRAGEN_JOB_RESEND_SECONDS=1,
+        JOBS_RESEND_SECONDS=1,
         MYTHRAGEN_TEST_GO=go,
         MYTHRAGEN_TEST_COUNT=counts,
         MYTHRAGEN_VQA_MODEL=vqa,
-        MYTHRAGEN_CAPTION_MODEL=vqa,
-        MYTHRAGEN_LABEL_BATCH=4,
-        MYTHRAGEN_GENRE_LABELLER="vqa",  # the paper's zero-shot VQA labels, tiny model
+        LABEL_BATCH=4,
+        GENRE_LABELLER="vqa",  # the paper's zero-shot VQA labels, tiny model
     )
     todo = sorted(
         Artwork.objects.filter(genre__isnull=True).exclude(image="").values_list("id", flat=True)

@@ -102,9 +102,8 @@ def test_the_web_server_survives_a_database_restart(imported_demo, tmp_path):
         tmp_path / "gunicorn.log",
         DJANGO_DEBUG="false",
         DJANGO_SECRET_KEY="fault-tests-" + "k3y-" * 12,
-        DJANGO_SECURE_SSL_REDIRECT="false",
-        DJANGO_STATIC_MANIFEST="false",
-        DJANGO_CONN_MAX_AGE=60,
+        DJANGO_HTTPS="false",
+        STATIC_MANIFEST=False,  # CONN_MAX_AGE: 60 s in production
     )
     try:
         assert web.get("/api/artworks/?page_size=1")[0] == 200  # a persistent connection

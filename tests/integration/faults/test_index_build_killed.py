@@ -98,7 +98,9 @@ def test_an_index_rebuild_job_killed_half_way_does_not_block_the_next(
     # Not through the broker: earlier tests of this module point the app at brokers they
     # have since stopped. What would be sent is recorded instead.
     sent = []
-    monkeypatch.setattr(jobs, "_send", lambda job_id, spec, *a, **kw: sent.append(spec) or True)
+    from jobs import sending
+
+    monkeypatch.setattr(sending, "_send", lambda job_id, spec, *a, **kw: sent.append(spec) or True)
     dead, _created = jobs.job_create_exclusive(INDEX_REBUILD)
     jobs.job_enqueue(dead, index_rebuild_task)
     flag, log = tmp_path / "paused.flag", tmp_path / "task.log"

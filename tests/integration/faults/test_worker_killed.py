@@ -290,7 +290,9 @@ def test_unsent_jobs_are_resent_once_and_finished_ones_never_run_again(
     Job.objects.filter(pk=sent.pk).update(celery_task_id="already-sent")
     Job.objects.filter(pk=running.pk).update(status=JobStatus.RUNNING)
     calls = []
-    monkeypatch.setattr(jobs, "_send", lambda job_id, spec, *a, **kw: calls.append(spec) or True)
+    from jobs import sending
+
+    monkeypatch.setattr(sending, "_send", lambda job_id, spec, *a, **kw: calls.append(spec) or True)
     assert jobs.job_resend_unsent(grace_seconds=30) == 1
     assert [c["args"] for c in calls] == [[old.pk]]
     assert calls[0]["task"] == "retrieval.index_rebuild" and calls[0]["task_id"]

@@ -83,13 +83,13 @@ def test_bad_precision_raises():
 
 def test_bogus_model_path_names_the_path_and_setting(tmp_path):
     missing = tmp_path / "no-such-model"
-    captioner = Captioner(str(missing), setting="MYTHRAGEN_CAPTION_MODEL")
+    captioner = Captioner(str(missing), setting="MYTHRAGEN_VQA_MODEL")
     with pytest.raises(ModelUnavailable) as caught:
         captioner.caption([Image.new("RGB", (8, 8))])
     message = str(caught.value)
     assert str(missing) in message
-    assert "MYTHRAGEN_CAPTION_MODEL" in message
-    assert caught.value.setting == "MYTHRAGEN_CAPTION_MODEL"
+    assert "MYTHRAGEN_VQA_MODEL" in message
+    assert caught.value.setting == "MYTHRAGEN_VQA_MODEL"
     assert caught.value.__cause__ is not None
     assert not captioner.loaded
 

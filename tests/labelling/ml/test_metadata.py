@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 
 from labelling.ml.errors import LabellingInputError
-from labelling.ml.metadata import (
-    Metadata,
-    MetadataGenreModel,
-    data_digest,
-    fit_temperature,
-    title_key,
-    train_baseline,
-    train_metadata_model,
-)
+from labelling.ml.metadata import Metadata, MetadataGenreModel, fit_temperature, title_key
+from labelling.ml.metadata_training import data_digest, train_baseline, train_metadata_model
 
 GENRES = ["landscape", "portrait", "still_life", "cityscape"]
 WORDS = {

@@ -54,7 +54,7 @@ def test_the_export_is_reused_and_a_damaged_one_is_redone(onnx_minilm, onnx_dir)
 def test_a_session_that_disagrees_with_pytorch_is_refused(onnx_minilm, onnx_dir, monkeypatch):
     monkeypatch.setattr(onnx_text, "TOLERANCE", -1.0)  # any difference at all is too much
     embedder = MiniLMEmbedder(prompt_runtime="onnxruntime", onnx_dir=onnx_dir)
-    with pytest.raises(EmbedderError, match="MYTHRAGEN_PROMPT_RUNTIME=torch"):
+    with pytest.raises(EmbedderError, match="RETRIEVAL_PROMPT_RUNTIME"):
         embedder.load()
 
 
@@ -66,7 +66,7 @@ def test_a_runtime_that_cannot_load_the_export_is_a_clear_error(onnx_minilm, onn
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
     embedder = MiniLMEmbedder(prompt_runtime="onnxruntime", onnx_dir=onnx_dir)
-    with pytest.raises(EmbedderError, match="cannot load.*MYTHRAGEN_PROMPT_RUNTIME=torch"):
+    with pytest.raises(EmbedderError, match="cannot load.*RETRIEVAL_PROMPT_RUNTIME"):
         embedder.load()
 
 
