@@ -17,7 +17,15 @@ from django.db.models import F
 from PIL import Image
 
 from catalog import wikiart
-from catalog.models import Artist, Artwork, Genre, GenreLabel, LabelSource, Style
+from catalog.models import (
+    MACHINE_SOURCES,
+    Artist,
+    Artwork,
+    Genre,
+    GenreLabel,
+    LabelSource,
+    Style,
+)
 from catalog.selectors import labels_changed
 from catalog.uploads import ImageRefused, image_check  # noqa: F401 - re-exported
 
@@ -25,8 +33,9 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (done, total)
 
-# Which label wins: a curator's over WikiArt's over a model's; latest within a source.
-LABEL_PRECEDENCE = (LabelSource.CURATOR, LabelSource.WIKIART, LabelSource.VQA)
+# Which label wins: a curator's over WikiArt's over a model's (the genre model and the VQA
+# model rank alike); the latest wins within a rank.
+LABEL_PRECEDENCE = (LabelSource.CURATOR, LabelSource.WIKIART, MACHINE_SOURCES)
 
 _ARTWORK_FIELDS = (
     "title",
@@ -393,7 +402,11 @@ def artwork_genre_refresh(artwork_ids: Iterable[int]) -> None:
     """Recompute the cached current genre of artworks from their label history."""
     ids = list(artwork_ids)
     current: dict[int, GenreLabel] = {}
-    rank = {source: i for i, source in enumerate(LABEL_PRECEDENCE)}
+    rank = {
+        source: i
+        for i, sources in enumerate(LABEL_PRECEDENCE)
+        for source in (sources if isinstance(sources, tuple) else (sources,))
+    }
     labels = GenreLabel.objects.filter(artwork_id__in=ids, retracted_at__isnull=True).order_by(
         "created_at", "id"
     )

@@ -133,7 +133,7 @@ CATALOG_PAGE_SIZE = 48
 CATALOG_THUMBNAIL_SIZE = 256
 CATALOG_MAX_IMAGE_PIXELS = 90_000_000
 # Retrieval. Weights of the fused content vector's parts; an exact (flat) FAISS index up
-# to RETRIEVAL_EXACT_MAX vectors, a slot index beyond (retrieval/ml/index.py); artworks per
+# to RETRIEVAL_EXACT_MAX vectors, a slot index beyond (retrieval/ml/index/); artworks per
 # embedding batch; pgvector's HNSW search breadth (hnsw.ef_search) for similar artworks.
 RETRIEVAL_FUSION_WEIGHTS = {"image": 1.0, "caption": 0.9, "genre": 0.75}
 RETRIEVAL_EXACT_MAX = 20_000
@@ -420,7 +420,7 @@ CLIP_MODEL = env("MYTHRAGEN_CLIP_MODEL", default="openai/clip-vit-large-patch14"
 # Stable Diffusion's safety checker, run on every rendered image (flagged images are shown
 # to their owner and staff only). "auto": on whenever MYTHRAGEN_SD_MODEL is not the tiny
 # stand-in (whose noise images it cannot judge); "off": never run (recorded as off in
-# each image's provenance). The rule is generation.services.safety_checker_state().
+# each image's provenance). The rule is generation.services.rendering.safety_checker_state().
 SAFETY_CHECKER_MODEL = env(
     "MYTHRAGEN_SAFETY_CHECKER_MODEL", default="CompVis/stable-diffusion-safety-checker"
 )

@@ -243,3 +243,26 @@ def test_a_labelling_run_cut_short_leaves_its_artworks_to_retrievals_hashes(
         if hashes[a] != h
     }
     assert changed == relabelled
+
+
+def test_a_curator_overrides_a_genre_model_label_and_the_latest_model_label_wins(
+    imported_demo, curator
+):
+    """Which label is current: curator over WikiArt over either model (the genre model and
+    the VQA model rank alike, the latest winning)."""
+    artwork = Artwork.objects.filter(genre__isnull=True).first()
+    landscape, portrait, still = (
+        Genre.objects.get(name=n) for n in ("landscape", "portrait", "cityscape")
+    )
+    genre_label_add(artwork, landscape, source=LabelSource.VQA, confidence=0.4)
+    genre_label_add(artwork, portrait, source=LabelSource.MODEL, confidence=0.6)
+    artwork.refresh_from_db()
+    assert (artwork.genre, artwork.genre_source) == (portrait, LabelSource.MODEL)
+    services.genre_label_correct(
+        artwork.pk, still, user=curator, expected_version=artwork.label_version
+    )
+    artwork.refresh_from_db()
+    assert (artwork.genre, artwork.genre_source) == (still, LabelSource.CURATOR)
+    genre_label_add(artwork, landscape, source=LabelSource.MODEL, confidence=0.9)
+    artwork.refresh_from_db()
+    assert (artwork.genre, artwork.genre_source) == (still, LabelSource.CURATOR)

@@ -19,7 +19,8 @@ class Command(BaseCommand):
             "--kind",
             default="auto",
             choices=["auto", "flat", "slots"],
-            help="auto: exact (flat) up to MYTHRAGEN_INDEX_EXACT_MAX artworks, slots above",
+            help="auto: exact (flat) up to RETRIEVAL_EXACT_MAX artworks (a tuning constant), "
+            "slots above",
         )
         parser.add_argument(
             "--queue", action="store_true", help="run it as a Celery job instead of in this process"
