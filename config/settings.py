@@ -548,5 +548,5 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "JobStatusEnum": "jobs.models.JobStatus",
     "LoraStatusEnum": "generation.models.LoraStatus",
     "LoraKindEnum": "generation.models.LoraKind",
-    "PromptSlotEnum": "retrieval.api.SLOT_CHOICES",
+    "PromptSlotEnum": "retrieval.api.serializers.SLOT_CHOICES",
 }

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from catalog.filters import ArtworkFilter
+from catalog.filters import SUBCOLLECTION_FILTERS, ArtworkFilter
 from catalog.models import Artwork
 from generation.ml.provenance import prompt_for_parameters
 from generation.models import Generation
@@ -32,17 +32,9 @@ GUIDANCE_MAX = 30.0
 SIZE_MIN, SIZE_MAX = 64, 1024
 K_MAX = 50
 WEIGHT_MIN, WEIGHT_MAX = -2.0, 2.0
-# Catalog filters that choose a sub-collection to retrieve from (see catalog.filters).
-FILTER_NAMES = (
-    "artist",
-    "style",
-    "genre",
-    "has_genre",
-    "label_source",
-    "split",
-    "year_min",
-    "year_max",
-)
+# Catalog filters that choose a sub-collection to retrieve from: the catalog's own
+# (catalog.filters), less has_image (LoRAs train on images: retrieval adds it).
+FILTER_NAMES = tuple(n for n in SUBCOLLECTION_FILTERS if n != "has_image")
 
 Report = Callable[..., None]
 
