@@ -45,8 +45,22 @@ def test_database_url() -> str:
     return f"postgres://{db['USER']}{password}@{db['HOST']}{port}/{db['NAME']}"
 
 
+def with_tuning(overrides: dict) -> dict:
+    """`overrides` for a process's environment, those named like a tuning constant of
+    config/settings.py (JOBS_RESEND_SECONDS, CELERY_BROKER_DIR, ...) moved into
+    MYTHRAGEN_TUNING, the only way they reach another process."""
+    overrides = dict(overrides)
+    tuning = {k: overrides.pop(k) for k in list(overrides) if k in settings.TUNING}
+    if tuning:
+        given = json.loads(overrides.get("MYTHRAGEN_TUNING") or "{}")
+        overrides["MYTHRAGEN_TUNING"] = json.dumps({**given, **tuning}, default=str)
+    return overrides
+
+
 def start_worker(env_overrides: dict[str, str], queues: str = "celery", log: Path | None = None):
-    """Start a real `celery worker` subprocess on the test database."""
+    """Start a real `celery worker` subprocess on the test database (tuning constants
+    among `env_overrides` go through MYTHRAGEN_TUNING)."""
+    env_overrides = with_tuning(env_overrides)
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
@@ -98,9 +112,7 @@ def process_env(**overrides) -> dict[str, str]:
     index folders, with the small embedder offline and one thread. Overrides named like a
     tuning constant of config/settings.py (JOBS_RESEND_SECONDS, CELERY_BROKER_DIR, ...)
     reach it through MYTHRAGEN_TUNING."""
-    tuning = {k: overrides.pop(k) for k in list(overrides) if k in settings.TUNING}
-    if tuning:
-        overrides["MYTHRAGEN_TUNING"] = json.dumps(tuning, default=str)
+    overrides = with_tuning(overrides)
     return {
         **os.environ,
         "DATABASE_URL": test_database_url(),
