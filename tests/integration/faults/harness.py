@@ -124,7 +124,7 @@ elif fault.startswith("pause-labelling-at:"):
 elif fault == "die-before-sending-the-training-task":
     # The prepare phase committed its hand-over (phase, job queued for training) and dies
     # before the training task reaches the broker.
-    from jobs import services as jobs
+    from jobs import sending as jobs
 
     real_send = jobs._send
 
