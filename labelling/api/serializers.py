@@ -10,8 +10,18 @@ from labelling.models import BulkOperation
 from labelling.services import BULK_MAX
 
 
+class GenreNameField(serializers.SlugRelatedField):
+    """A genre by name. A NUL character is refused as not found (PostgreSQL cannot even
+    compare text holding one: it would be a 500)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace("\x00", ""))
+        return super().to_internal_value(data)
+
+
 def _genre_field(**kwargs):
-    return serializers.SlugRelatedField(slug_field="name", queryset=Genre.objects.all(), **kwargs)
+    return GenreNameField(slug_field="name", queryset=Genre.objects.all(), **kwargs)
 
 
 # Ids are 64-bit; label versions are PostgreSQL integers. Larger numbers are refused

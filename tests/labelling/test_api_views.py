@@ -66,6 +66,7 @@ def test_curator_corrects_through_the_api(client, imported_demo, curator):
     [
         ({"genre": "cityscape"}, "expected_version"),
         ({"genre": "nope", "expected_version": 0}, "genre"),
+        ({"genre": "land\x00scape", "expected_version": 0}, "genre"),  # PostgreSQL: no 500
         ({"genre": "cityscape", "expected_version": -1}, "expected_version"),
     ],
 )
