@@ -21,6 +21,8 @@ from tests.integration.faults.harness import (
 )
 
 
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_between_phases_and_during_training_loses_nothing(
     indexed_demo, tiny_generation, broker, client, django_user_model, tmp_path
 ):
