@@ -232,26 +232,22 @@ def test_the_generated_client_performs_every_operation(
         ),
     )
     assert reverted.status_code == 200, reverted.content
-    preview = call(
-        "review_bulk_create",
-        client=client,
-        body=m.BulkRequest(
-            action=m.ActionEnum.ACCEPT,
-            filters=m.BulkRequestFilters.from_dict({"style": "Pop_Art"}),
-            preview=True,
-        ),
-    ).parsed
+
+    def accept_pop_art(preview: bool):
+        return call(
+            "review_bulk_create",
+            client=client,
+            body=m.BulkRequest(
+                action=m.ActionEnum.ACCEPT,
+                filters=m.BulkRequestFilters.from_dict({"style": "Pop_Art"}),
+                preview=preview,
+            ),
+        )
+
+    preview = accept_pop_art(preview=True).parsed
     assert isinstance(preview, m.BulkPreview) and preview.count > 0
     assert preview.genre_changes + preview.confirmations == preview.count
-    applied = call(
-        "review_bulk_create",
-        client=client,
-        body=m.BulkRequest(
-            action=m.ActionEnum.ACCEPT,
-            filters=m.BulkRequestFilters.from_dict({"style": "Pop_Art"}),
-            preview=False,
-        ),
-    )
+    applied = accept_pop_art(preview=False)
     assert applied.status_code == 201 and applied.parsed.count == preview.count
     undone = call("review_bulk_undo_create", client=client, op_id=applied.parsed.operation)
     assert undone.status_code == 200
