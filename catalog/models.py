@@ -19,40 +19,36 @@ class Artist(models.Model):
         return self.name
 
 
-class Style(models.Model):
-    """An art movement (27 in WikiArt), named as in ArtGAN's class list."""
+class WikiArtClass(models.Model):
+    """A class of one of WikiArt's class lists (a style or a genre), by its class name
+    ("Art_Nouveau"); shown with spaces ("Art Nouveau")."""
 
     name = models.CharField(max_length=100, unique=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        return self.name.replace("_", " ")
+
+
+class Style(WikiArtClass):
+    """An art movement (27 in WikiArt), named as in ArtGAN's class list."""
+
     # The image folder, which differs from the class name once (Art_Nouveau_Modern).
     folder = models.CharField(max_length=100, blank=True)
     class_index = models.PositiveSmallIntegerField(null=True, blank=True, unique=True)
 
-    class Meta:
-        ordering = ["name"]
 
-    def __str__(self) -> str:
-        return self.display_name
-
-    @property
-    def display_name(self) -> str:
-        return self.name.replace("_", " ")
-
-
-class Genre(models.Model):
+class Genre(WikiArtClass):
     """A subject category (10 in WikiArt: portrait, landscape, ...)."""
 
-    name = models.CharField(max_length=100, unique=True)
     class_index = models.PositiveSmallIntegerField(null=True, blank=True, unique=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.display_name
-
-    @property
-    def display_name(self) -> str:
-        return self.name.replace("_", " ")
 
 
 class LabelSource(models.TextChoices):

@@ -296,6 +296,26 @@ def job_running(
         _current_job.reset(token)
 
 
+def job_task_options(name: str) -> dict:
+    """`shared_task` options for a task that runs a job: bound, named `name`, its own time
+    limit (`TASK_TIME_LIMITS`), acknowledged late (a lost worker's job runs again)."""
+    return {
+        "bind": True,
+        "name": name,
+        "time_limit": settings.TASK_TIME_LIMITS[name],
+        "acks_late": True,
+    }
+
+
+def job_run(task, job_id: int, work: Callable[[Callable[[int, int, str], None]], dict]) -> dict:
+    """A bound Celery task's whole body: run `work(progress)` under `job_running` and record
+    the summary it returns as the job's result (which the task returns too)."""
+    with job_running(job_id, task_id=task.request.id or "", task_name=task.name) as report:
+        summary = work(report)
+        job_succeed(job_id, summary)
+    return summary
+
+
 def active_jobs(kind: str):
     """Queued or running jobs of `kind`. Running ones whose worker is gone are resumed (or
     ended) first, and ones silent for `JOBS_STALE_SECONDS` are marked failed, so neither a

@@ -70,19 +70,26 @@ class CaptionReport:
     seconds: float = 0.0
 
 
-def captioner_get():
-    from labelling.ml.captioner import get_captioner
+def _model_load(get, model_id: str):
+    """Load a labelling model through its `ml/` registry getter (both roles use the BLIP-2
+    named by MYTHRAGEN_VQA_MODEL); an unavailable model is a `LabellingUnavailable`."""
     from labelling.ml.errors import ModelUnavailable
 
     try:
-        return get_captioner(
-            settings.CAPTION_MODEL,
+        return get(
+            model_id,
             device=ml_device(),
             precision=settings.LABEL_PRECISION,
             setting="MYTHRAGEN_VQA_MODEL",
         ).load()
     except ModelUnavailable as exc:
         raise LabellingUnavailable(str(exc)) from exc
+
+
+def captioner_get():
+    from labelling.ml.captioner import get_captioner
+
+    return _model_load(get_captioner, settings.CAPTION_MODEL)
 
 
 def captions_generate(
@@ -131,18 +138,9 @@ def captions_generate(
 
 
 def vqa_get():
-    from labelling.ml.errors import ModelUnavailable
     from labelling.ml.vqa import get_vqa
 
-    try:
-        return get_vqa(
-            settings.VQA_MODEL,
-            device=ml_device(),
-            precision=settings.LABEL_PRECISION,
-            setting="MYTHRAGEN_VQA_MODEL",
-        ).load()
-    except ModelUnavailable as exc:
-        raise LabellingUnavailable(str(exc)) from exc
+    return _model_load(get_vqa, settings.VQA_MODEL)
 
 
 def candidate_genres(names: Iterable[str] | None = None) -> list[Genre]:

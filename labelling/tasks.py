@@ -1,10 +1,9 @@
 """Celery tasks for labelling: thin wrappers that run one service under a Job."""
 
 from celery import shared_task
-from django.conf import settings
 
 from jobs.models import Job
-from jobs.services import job_running, job_succeed
+from jobs.services import job_run, job_task_options
 from labelling import genre_services, services
 
 LABEL_GENRES = "label_genres"
@@ -12,16 +11,11 @@ CAPTION_ARTWORKS = "caption_artworks"
 TRAIN_GENRE_MODEL = "train_genre_model"
 
 
-@shared_task(
-    bind=True,
-    name="labelling.label_genres",
-    time_limit=settings.TASK_TIME_LIMITS["labelling.label_genres"],
-    acks_late=True,
-)
+@shared_task(**job_task_options("labelling.label_genres"))
 def label_genres_task(self, job_id: int, limit: int | None = None) -> dict:
-    with job_running(job_id, task_id=self.request.id or "", task_name=self.name) as report:
+    def work(report) -> dict:
         result = genre_services.genres_label(limit=limit, progress=report)
-        summary = {
+        return {
             "labelled": result.labelled,
             "fused": result.fused,
             "labeller": result.labeller,
@@ -32,45 +26,36 @@ def label_genres_task(self, job_id: int, limit: int | None = None) -> dict:
             "model_id": result.model_id,
             "is_tiny": result.is_tiny,
         }
-        job_succeed(job_id, summary)
-    return summary
+
+    return job_run(self, job_id, work)
 
 
-@shared_task(
-    bind=True,
-    name="labelling.caption_artworks",
-    time_limit=settings.TASK_TIME_LIMITS["labelling.caption_artworks"],
-    acks_late=True,
-)
+@shared_task(**job_task_options("labelling.caption_artworks"))
 def caption_artworks_task(self, job_id: int, overwrite: bool = False) -> dict:
-    with job_running(job_id, task_id=self.request.id or "", task_name=self.name) as report:
+    def work(report) -> dict:
         result = services.captions_generate(overwrite=overwrite, progress=report)
-        summary = {
+        return {
             "captioned": result.captioned,
             "model_id": result.model_id,
             "is_tiny": result.is_tiny,
         }
-        job_succeed(job_id, summary)
-    return summary
+
+    return job_run(self, job_id, work)
 
 
-@shared_task(
-    bind=True,
-    name="labelling.train_genre_model",
-    time_limit=settings.TASK_TIME_LIMITS["labelling.train_genre_model"],
-    acks_late=True,
-)
+@shared_task(**job_task_options("labelling.train_genre_model"))
 def train_genre_model_task(self, job_id: int) -> dict:
     """Train, calibrate and publish a genre model (and its fusion), reporting progress."""
-    with job_running(job_id, task_id=self.request.id or "", task_name=self.name) as report:
+
+    def work(report) -> dict:
         user = Job.objects.only("user").get(pk=job_id).user
         row = genre_services.genre_model_train(user=user, progress=report)
-        summary = {
+        return {
             "version": row.version,
             "trained": row.trained,
             "calibration": row.calibration,
             "fusion": bool(row.fusion and "weights" in row.fusion),
             "seconds": row.seconds,
         }
-        job_succeed(job_id, summary)
-    return summary
+
+    return job_run(self, job_id, work)

@@ -139,3 +139,25 @@ class ModelRole:
 
         if not torch.cuda.is_available():
             raise self.unavailable(f"device {self.device!r} asked for, but CUDA is not available")
+
+
+class RoleRegistry:
+    """A per-process registry of model roles: one instance per key, made on first use under
+    a lock (so two threads asking at once share one model), forgotten by `clear()`."""
+
+    def __init__(self) -> None:
+        self._roles: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key, make):
+        """The role registered under `key`, made by `make()` the first time."""
+        with self._lock:
+            role = self._roles.get(key)
+            if role is None:
+                role = self._roles[key] = make()
+            return role
+
+    def clear(self) -> None:
+        """Forget every registered role (tests; a worker reloading settings)."""
+        with self._lock:
+            self._roles.clear()

@@ -1,25 +1,20 @@
 """Celery tasks for retrieval: thin wrappers that run one service under a Job."""
 
 from celery import shared_task
-from django.conf import settings
 
-from jobs.services import job_running, job_succeed
+from jobs.services import job_run, job_task_options
 from retrieval import services
 
 INDEX_REBUILD = "index_rebuild"
 
 
-@shared_task(
-    bind=True,
-    name="retrieval.index_rebuild",
-    time_limit=settings.TASK_TIME_LIMITS["retrieval.index_rebuild"],
-    acks_late=True,
-)
+@shared_task(**job_task_options("retrieval.index_rebuild"))
 def index_rebuild_task(self, job_id: int) -> dict:
     """Embed what is stale and build a new index version; searches stay up throughout."""
-    with job_running(job_id, task_id=self.request.id or "", task_name=self.name) as report:
+
+    def work(report) -> dict:
         result = services.index_rebuild(progress=report)
-        summary = {
+        return {
             "version": result.version,
             "kind": result.kind,
             "n": result.n,
@@ -28,5 +23,5 @@ def index_rebuild_task(self, job_id: int) -> dict:
             "pgvector_index": result.pgvector_index,
             "is_tiny": result.is_tiny,
         }
-        job_succeed(job_id, summary)
-    return summary
+
+    return job_run(self, job_id, work)

@@ -19,20 +19,24 @@ def test_pgserver_url_needs_an_absolute_data_dir():
         datadir_from_url("postgres://x/y")
 
 
+def _python(code: str, env: dict | None = None, *, check: bool = False):
+    """Run `code` in a fresh interpreter at the project root, with only PATH and `env` set."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin", **(env or {})},
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
 def _settings_in_subprocess(env: dict, expr: str, prelude: str = "") -> str:
     code = (
         f"{prelude}import django, os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; "
         f"from django.conf import settings; print({expr})"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin", **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
+    return _python(code, env, check=True).stdout.strip()
 
 
 def test_default_database_is_sqlite_in_var():
@@ -55,13 +59,7 @@ def test_production_requires_a_secret_key():
         "import os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; "
         "from django.conf import settings; settings.SECRET_KEY"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin", "DJANGO_DEBUG": "false"},
-        capture_output=True,
-        text=True,
-    )
+    out = _python(code, {"DJANGO_DEBUG": "false"})
     assert out.returncode != 0 and "DJANGO_SECRET_KEY" in out.stderr
 
 
@@ -71,14 +69,7 @@ def test_web_process_does_not_import_ml_libraries_at_start_up():
         "django.setup(); import config.urls; "
         "print(sorted(m for m in ('torch','diffusers','transformers','faiss') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = _python(code, check=True)
     assert out.stdout.strip() == "[]"
 
 
@@ -169,14 +160,7 @@ def test_only_serving_processes_warm_up_search():
         "sys.argv = ['manage.py', 'migrate']; import config.wsgi; "
         "print(sorted(m for m in ('torch','transformers','faiss') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin", "DATABASE_URL": "sqlite:////nonexistent/none.sqlite3"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = _python(code, {"DATABASE_URL": "sqlite:////nonexistent/none.sqlite3"}, check=True)
     assert out.stdout.strip() == "[]", out.stderr  # a command loading the WSGI app: cold
 
 
@@ -306,11 +290,5 @@ def test_tuning_constants_are_overridden_by_name_only():
         "import os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; "
         "from django.conf import settings; settings.LORA_STEPS"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin", "MYTHRAGEN_TUNING": '{"LORA_STEP": 7}'},
-        capture_output=True,
-        text=True,
-    )
+    out = _python(code, {"MYTHRAGEN_TUNING": '{"LORA_STEP": 7}'})
     assert out.returncode != 0 and "unknown: ['LORA_STEP']" in out.stderr

@@ -21,6 +21,7 @@ from django.core.management import call_command
 from PIL import Image
 
 from catalog.models import Artwork
+from tests.generation.helpers import tiny_generation_settings
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -76,19 +77,15 @@ def test_every_generated_module_imports(api_client_package):
 
 @pytest.fixture
 def tiny_generation(settings, tmp_path, tiny_models_dir):
-    settings.SD_MODEL = str(tiny_models_dir / "tiny-sd15")
-    settings.CLIP_MODEL = str(tiny_models_dir / "tiny-clip")
-    settings.ML_DEVICE = "cpu"
-    settings.SD_PRECISION = "float32"
-    settings.LORA_DIR = tmp_path / "loras"
-    settings.LORA_STEPS = 4
-    settings.LORA_RESOLUTION = 64
-    settings.LORA_RANK = 4
-    settings.LORA_OPTIMIZER = "adamw"
-    settings.LORA_CACHE_BUDGET_MB = 0
-    settings.GEN_SIZE = 64
-    settings.GEN_STEPS = 2
-    settings.GEN_K = 3
+    tiny_generation_settings(
+        settings,
+        tiny_models_dir,
+        tmp_path / "loras",
+        LORA_STEPS=4,
+        LORA_RANK=4,
+        GEN_STEPS=2,
+        GEN_K=3,
+    )
     settings.RETRIEVAL_EMBEDDER = "blip2"  # an embedder with an image side
     settings.RETRIEVAL_BLIP2_MODEL = str(tiny_models_dir / "tiny-blip2-retrieval")
     from celery_app import app
@@ -235,26 +232,22 @@ def test_the_generated_client_performs_every_operation(
         ),
     )
     assert reverted.status_code == 200, reverted.content
-    preview = call(
-        "review_bulk_create",
-        client=client,
-        body=m.BulkRequest(
-            action=m.ActionEnum.ACCEPT,
-            filters=m.BulkRequestFilters.from_dict({"style": "Pop_Art"}),
-            preview=True,
-        ),
-    ).parsed
+
+    def accept_pop_art(preview: bool):
+        return call(
+            "review_bulk_create",
+            client=client,
+            body=m.BulkRequest(
+                action=m.ActionEnum.ACCEPT,
+                filters=m.BulkRequestFilters.from_dict({"style": "Pop_Art"}),
+                preview=preview,
+            ),
+        )
+
+    preview = accept_pop_art(preview=True).parsed
     assert isinstance(preview, m.BulkPreview) and preview.count > 0
     assert preview.genre_changes + preview.confirmations == preview.count
-    applied = call(
-        "review_bulk_create",
-        client=client,
-        body=m.BulkRequest(
-            action=m.ActionEnum.ACCEPT,
-            filters=m.BulkRequestFilters.from_dict({"style": "Pop_Art"}),
-            preview=False,
-        ),
-    )
+    applied = accept_pop_art(preview=False)
     assert applied.status_code == 201 and applied.parsed.count == preview.count
     undone = call("review_bulk_undo_create", client=client, op_id=applied.parsed.operation)
     assert undone.status_code == 200

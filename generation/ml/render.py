@@ -11,7 +11,6 @@ prompt-only baseline.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcore.precision import resolve_precision
-from mlcore.role import ModelRole
+from mlcore.role import ModelRole, RoleRegistry
 
 from ._common import (
     adapter_deleted_warning_silenced,
@@ -314,8 +313,7 @@ class ArtRenderer(ModelRole):
             )
 
 
-_registry: dict[tuple[str, str, str], ArtRenderer] = {}
-_registry_lock = threading.Lock()
+_registry = RoleRegistry()
 
 
 def get_renderer(
@@ -327,16 +325,11 @@ def get_renderer(
     """The process-wide renderer for (base model, device, precision): one pipeline per
     worker."""
     key = (str(base_model), device, resolve_precision(precision, device, cuda_default="float16"))
-    with _registry_lock:
-        renderer = _registry.get(key)
-        if renderer is None:
-            renderer = _registry[key] = ArtRenderer(
-                base_model, device=device, precision=precision, setting=setting
-            )
-        return renderer
+    return _registry.get(
+        key, lambda: ArtRenderer(base_model, device=device, precision=precision, setting=setting)
+    )
 
 
 def clear_renderers() -> None:
     """Forget every registered renderer (tests; a worker reloading settings)."""
-    with _registry_lock:
-        _registry.clear()
+    _registry.clear()

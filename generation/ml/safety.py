@@ -15,12 +15,11 @@ is not usable beside this torch.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from mlcore.errors import ModelInputError
-from mlcore.role import ModelRole
+from mlcore.role import ModelRole, RoleRegistry
 
 from ._common import quiet_ml_logs
 
@@ -129,8 +128,7 @@ class SafetyChecker(ModelRole):
         ]
 
 
-_registry: dict[tuple[str, str, str], SafetyChecker] = {}
-_registry_lock = threading.Lock()
+_registry = RoleRegistry()
 
 
 def get_safety_checker(
@@ -142,16 +140,11 @@ def get_safety_checker(
 ) -> SafetyChecker:
     """The process-wide checker for (model, device, precision): loaded once per worker."""
     key = (str(model_id), str(device), precision)
-    with _registry_lock:
-        checker = _registry.get(key)
-        if checker is None:
-            checker = _registry[key] = SafetyChecker(
-                model_id, device=device, precision=precision, setting=setting
-            )
-        return checker
+    return _registry.get(
+        key, lambda: SafetyChecker(model_id, device=device, precision=precision, setting=setting)
+    )
 
 
 def clear_safety_checkers() -> None:
     """Forget every registered checker (tests; a worker reloading settings)."""
-    with _registry_lock:
-        _registry.clear()
+    _registry.clear()

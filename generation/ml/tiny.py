@@ -19,6 +19,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from mlcore.bpe import bytes_to_unicode
 from mlcore.stand_in import is_tiny, write_marker
 
 from ._common import quiet_ml_logs
@@ -38,23 +39,6 @@ _TINY_TEXT = (
 TINY_WORDS = tuple(_TINY_TEXT.split())
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte-to-printable-character table used by byte-level BPE."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs], strict=True))
-
-
 def _learn_bpe(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """A minimal byte-level BPE learner: merge until every word is a single token.
 
@@ -62,10 +46,10 @@ def _learn_bpe(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]
     of `words` tokenizes to exactly one id, and any other text falls back to byte tokens
     (never to the unknown token).
     """
-    byte_chars = list(_bytes_to_unicode().values())
+    byte_chars = list(bytes_to_unicode().values())
     vocab_tokens: list[str] = ["<|startoftext|>", "<|endoftext|>"]
     vocab_tokens += byte_chars + [c + "</w>" for c in byte_chars]
-    enc = _bytes_to_unicode()
+    enc = bytes_to_unicode()
     segs = {}
     for w in sorted(set(words)):
         chars = [enc[b] for b in w.encode("utf-8")]
@@ -220,6 +204,24 @@ def build_tiny_sd(out_dir: Path) -> Path:
     return out_dir
 
 
+# The tiny CLIP vision tower of the CLIP evaluator and of the safety checker (32 px).
+_TINY_CLIP_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "image_size": 32,
+    "patch_size": 8,
+}
+
+
+def _tiny_clip_image_processor():
+    """The PIL image processor for `_TINY_CLIP_VISION` (torchvision is not usable here)."""
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+
+
 def build_tiny_clip(out_dir: Path) -> Path:
     """Build (once) a tiny `CLIPModel` + tokenizer + PIL image processor under `out_dir`.
 
@@ -231,7 +233,6 @@ def build_tiny_clip(out_dir: Path) -> Path:
         return out_dir
     import torch
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     quiet_ml_logs()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -251,21 +252,12 @@ def build_tiny_clip(out_dir: Path) -> Path:
                 "eos_token_id": tokenizer.eos_token_id,
                 "pad_token_id": tokenizer.pad_token_id,
             },
-            vision_config={
-                "hidden_size": 32,
-                "intermediate_size": 37,
-                "num_attention_heads": 4,
-                "num_hidden_layers": 2,
-                "image_size": 32,
-                "patch_size": 8,
-            },
+            vision_config=dict(_TINY_CLIP_VISION),
             projection_dim=32,
         )
         torch.manual_seed(TINY_SEED + 3)
         model = CLIPModel(config)
-        processor = CLIPImageProcessorPil(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        )
+        processor = _tiny_clip_image_processor()
         target = tmp / "model"
         model.save_pretrained(target, safe_serialization=True)
         tokenizer.save_pretrained(target)
@@ -300,7 +292,6 @@ def build_tiny_safety_checker(out_dir: Path, flags: str = "never") -> Path:
     import torch
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     quiet_ml_logs()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -318,14 +309,7 @@ def build_tiny_safety_checker(out_dir: Path, flags: str = "never") -> Path:
                 "eos_token_id": 1,
                 "pad_token_id": 1,
             },
-            vision_config={
-                "hidden_size": 32,
-                "intermediate_size": 37,
-                "num_attention_heads": 4,
-                "num_hidden_layers": 2,
-                "image_size": 32,
-                "patch_size": 8,
-            },
+            vision_config=dict(_TINY_CLIP_VISION),
             projection_dim=32,
         )
         torch.manual_seed(TINY_SEED + 4)
@@ -336,9 +320,7 @@ def build_tiny_safety_checker(out_dir: Path, flags: str = "never") -> Path:
             model.special_care_embeds.copy_(torch.randn_like(model.special_care_embeds))
             model.concept_embeds_weights.fill_(threshold)
             model.special_care_embeds_weights.fill_(2.0)
-        processor = CLIPImageProcessorPil(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        )
+        processor = _tiny_clip_image_processor()
         target = tmp / "model"
         model.save_pretrained(target, safe_serialization=True)
         processor.save_pretrained(target)

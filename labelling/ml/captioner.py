@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import threading
-
 from PIL import Image
 
 from mlcore.precision import resolve_precision
-from mlcore.role import ModelRole
+from mlcore.role import RoleRegistry
 
 from .errors import LabellingInputError
-from .loading import (
-    MODEL_WHAT,
-    LoadedBlip2,
-    check_batch_size,
-    check_images,
-    load_blip2,
-    release_blip2,
-)
+from .loading import SharedBlip2Role, check_batch_size, check_images
 
 DEFAULT_CAPTION_MODEL_ID = "Salesforce/blip2-opt-2.7b"
 
 
-class Captioner(ModelRole):
+class Captioner(SharedBlip2Role):
     """Captions PIL images with a BLIP-2 checkpoint (hub id or local folder).
 
     A `ModelRole`: `load()` is lazy and idempotent; the loaded model is shared with
@@ -30,16 +21,6 @@ class Captioner(ModelRole):
     sampling, one beam), so the same image always gets the same caption, alone or in a
     batch.
     """
-
-    what = MODEL_WHAT
-    _shared: LoadedBlip2 | None = None
-
-    def _load(self) -> None:
-        self._shared = load_blip2(self.model_id, self.device, self.precision, self.setting)
-
-    def _unload(self) -> None:
-        self._shared = None
-        release_blip2(self.model_id, self.device, self.precision)
 
     def caption(
         self,
@@ -104,8 +85,7 @@ class Captioner(ModelRole):
         return [" ".join(text.split()) for text in texts]
 
 
-_registry_lock = threading.Lock()
-_registry: dict[tuple[str, str, str], Captioner] = {}
+_registry = RoleRegistry()
 
 
 def get_captioner(
@@ -119,14 +99,10 @@ def get_captioner(
     Not loaded yet: the first `caption()` (or an explicit `load()`) loads it.
     """
     key = (str(model_id), str(device), resolve_precision(precision, str(device)))
-    with _registry_lock:
-        if key not in _registry:
-            _registry[key] = Captioner(
-                model_id, device=device, precision=precision, setting=setting
-            )
-        return _registry[key]
+    return _registry.get(
+        key, lambda: Captioner(model_id, device=device, precision=precision, setting=setting)
+    )
 
 
 def clear_captioners() -> None:
-    with _registry_lock:
-        _registry.clear()
+    _registry.clear()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from mlcore.errors import ModelUnavailable
-from mlcore.role import ModelRole
+from mlcore.role import ModelRole, RoleRegistry
 
 from .fusion import GenreFusion
 from .metadata import Metadata, MetadataGenreModel
@@ -151,23 +151,18 @@ class GenreModel(ModelRole):
         return self.load()._model_metadata.predict_proba(records)
 
 
-_registry_lock = threading.Lock()
-_registry: dict[str, GenreModel] = {}
+_registry = RoleRegistry()
 
 
 def get_genre_model(folder: Path | str, setting: str | None = None) -> GenreModel:
     """The process-wide `GenreModel` of a version folder (versions never change once
     published, so one copy per folder is enough)."""
     key = str(folder)
-    with _registry_lock:
-        if key not in _registry:
-            _registry[key] = GenreModel(key, device="cpu", setting=setting)
-        return _registry[key]
+    return _registry.get(key, lambda: GenreModel(key, device="cpu", setting=setting))
 
 
 def clear_genre_models() -> None:
-    with _registry_lock:
-        _registry.clear()
+    _registry.clear()
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from PIL import Image
 from mlcore.errors import ModelUnavailable
 from mlcore.images import check_images as _check_images
 from mlcore.precision import torch_dtype
+from mlcore.role import ModelRole
 from mlcore.stand_in import is_tiny
 
 from .errors import LabellingInputError
@@ -61,6 +62,26 @@ def check_batch_size(batch_size: int) -> int:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise LabellingInputError(f"batch_size must be a positive integer, not {batch_size!r}")
     return batch_size
+
+
+class SharedBlip2Role(ModelRole):
+    """A role that holds the process's shared BLIP-2 (`load_blip2`) for its (model id,
+    device, precision): `Captioner` and `GenreVQA`. `_accept` may refuse a checkpoint."""
+
+    what = MODEL_WHAT
+    _shared: LoadedBlip2 | None = None
+
+    def _accept(self, loaded: LoadedBlip2) -> None:
+        """Raise `self.unavailable(...)` when this role cannot use `loaded`."""
+
+    def _load(self) -> None:
+        loaded = load_blip2(self.model_id, self.device, self.precision, self.setting)
+        self._accept(loaded)
+        self._shared = loaded
+
+    def _unload(self) -> None:
+        self._shared = None
+        release_blip2(self.model_id, self.device, self.precision)
 
 
 def load_blip2(

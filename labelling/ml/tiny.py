@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from mlcore.bpe import opt_tokenizer
 from mlcore.stand_in import MARKER as TINY_MARKER
 from mlcore.stand_in import stand_in_info
 
@@ -105,20 +106,11 @@ def _train_tokenizer_files() -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 
 def _make_processor():
-    from transformers import Blip2Processor, GPT2Tokenizer
+    from transformers import Blip2Processor
     from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
     vocab, merges = _train_tokenizer_files()
-    # vocab=/merges= (never vocab_file=/merges_file=, which transformers 5 silently ignores).
-    tokenizer = GPT2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        bos_token="</s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        add_bos_token=True,  # OPT prepends </s> to every text
-    )
+    tokenizer = opt_tokenizer(vocab, merges)
     image_processor = BlipImageProcessorPil(size={"height": _IMAGE_SIZE, "width": _IMAGE_SIZE})
     # Adds the <image> special token to the tokenizer.
     return Blip2Processor(

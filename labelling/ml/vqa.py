@@ -20,24 +20,16 @@ sum (the likelihood of the whole answer) for comparison.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from mlcore.precision import resolve_precision
-from mlcore.role import ModelRole
+from mlcore.role import RoleRegistry
 
 from .errors import LabellingInputError
-from .loading import (
-    MODEL_WHAT,
-    LoadedBlip2,
-    check_batch_size,
-    check_images,
-    load_blip2,
-    release_blip2,
-)
+from .loading import LoadedBlip2, SharedBlip2Role, check_batch_size, check_images
 
 if TYPE_CHECKING:
     import torch
@@ -78,16 +70,13 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-class GenreVQA(ModelRole):
+class GenreVQA(SharedBlip2Role):
     """Scores candidate genres for images with a BLIP-2 (decoder-only, OPT) checkpoint.
 
     A `ModelRole`: `load()` is lazy and idempotent; the loaded model is shared with
     `Captioner` for the same (model id, device, precision). Results are deterministic and
     do not depend on how images are batched (up to float rounding, ~1e-6).
     """
-
-    what = MODEL_WHAT
-    _shared: LoadedBlip2 | None = None
 
     def __init__(
         self,
@@ -104,18 +93,12 @@ class GenreVQA(ModelRole):
         # The answer is appended as " <genre>", so a trailing space would be doubled.
         self.question = question.rstrip()
 
-    def _load(self) -> None:
-        loaded = load_blip2(self.model_id, self.device, self.precision, self.setting)
+    def _accept(self, loaded: LoadedBlip2) -> None:
         if loaded.model.config.is_encoder_decoder:
             raise self.unavailable(
                 "genre scoring needs a decoder-only (OPT) BLIP-2 checkpoint, "
                 "this one has an encoder-decoder (T5) language model"
             )
-        self._shared = loaded
-
-    def _unload(self) -> None:
-        self._shared = None
-        release_blip2(self.model_id, self.device, self.precision)
 
     # -- scoring ---------------------------------------------------------------------
 
@@ -246,8 +229,7 @@ class GenreVQA(ModelRole):
         return total.double().cpu().numpy()
 
 
-_registry_lock = threading.Lock()
-_registry: dict[tuple[str, str, str, str], GenreVQA] = {}
+_registry = RoleRegistry()
 
 
 def get_vqa(
@@ -261,17 +243,16 @@ def get_vqa(
     first use. Not loaded yet: the first `score()` (or an explicit `load()`) loads it.
     """
     key = (str(model_id), str(device), resolve_precision(precision, str(device)), question)
-    with _registry_lock:
-        if key not in _registry:
-            _registry[key] = GenreVQA(
-                model_id, device=device, precision=precision, setting=setting, question=question
-            )
-        return _registry[key]
+    return _registry.get(
+        key,
+        lambda: GenreVQA(
+            model_id, device=device, precision=precision, setting=setting, question=question
+        ),
+    )
 
 
 def clear_vqas() -> None:
-    with _registry_lock:
-        _registry.clear()
+    _registry.clear()
 
 
 __all__ = [

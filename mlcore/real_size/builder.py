@@ -195,8 +195,12 @@ _CLIP_TOKENIZER_NOTE = (
 )
 
 
-def _save_model(model, folder: Path) -> None:
+def _save_new_model(role: str, dtype: str, folder: Path) -> int:
+    """Make `role`'s model with random weights, save it into `folder`; its parameter count."""
+    model = make_model(role, dtype=dtype)
+    params = count_params(model)
     model.save_pretrained(folder, safe_serialization=True, max_shard_size="5GB")
+    return params
 
 
 def _build_sd15(tmp: Path, dtype: str, bpe_gz) -> dict:
@@ -235,10 +239,7 @@ def _build_sd15(tmp: Path, dtype: str, bpe_gz) -> dict:
 
 
 def _build_safety_checker(tmp: Path, dtype: str, bpe_gz) -> dict:
-    model = make_model("safety-checker", dtype=dtype)
-    params = count_params(model)
-    _save_model(model, tmp)
-    del model
+    params = _save_new_model("safety-checker", dtype, tmp)
     _clip_image_processor().save_pretrained(tmp)
     return {"params": params}
 
@@ -246,9 +247,7 @@ def _build_safety_checker(tmp: Path, dtype: str, bpe_gz) -> dict:
 def _build_blip2_itm(tmp: Path, dtype: str, bpe_gz) -> dict:
     write_bert_tokenizer(tmp, bpe_gz)
     _blip_image_processor().save_pretrained(tmp)
-    model = make_model("blip2-itm", dtype=dtype)
-    params = count_params(model)
-    _save_model(model, tmp)
+    params = _save_new_model("blip2-itm", dtype, tmp)
     return {
         "params": params,
         "tokenizer": "STAND-IN vocabulary: 30,522 word pieces laid out like "
@@ -269,9 +268,7 @@ def _build_blip2_opt(tmp: Path, dtype: str, bpe_gz) -> dict:
         "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
     )
     del processor
-    model = make_model("blip2-opt", dtype=dtype)
-    params = count_params(model)
-    _save_model(model, tmp)
+    params = _save_new_model("blip2-opt", dtype, tmp)
     return {
         "params": params,
         "tokenizer": "STAND-IN vocabulary: byte-level BPE of OPT's size (50,265 tokens + "
@@ -284,9 +281,7 @@ def _build_blip2_opt(tmp: Path, dtype: str, bpe_gz) -> dict:
 def _build_clip_l14(tmp: Path, dtype: str, bpe_gz) -> dict:
     write_clip_tokenizer(tmp, bpe_gz)
     _clip_image_processor().save_pretrained(tmp)
-    model = make_model("clip-l14", dtype=dtype)
-    params = count_params(model)
-    _save_model(model, tmp)
+    params = _save_new_model("clip-l14", dtype, tmp)
     return {"params": params, "tokenizer": _CLIP_TOKENIZER_NOTE}
 
 

@@ -23,6 +23,8 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from mlcore.bpe import bytes_to_unicode, opt_tokenizer
+
 from .configs import (
     BERT_VOCAB_SIZE,
     BLIP2_IMAGE_SIZE,
@@ -102,23 +104,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """CLIP's (and GPT-2's) byte -> printable character table for byte-level BPE."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs], strict=True))
-
-
 def clip_vocab_and_merges(bpe_gz: str | os.PathLike) -> tuple[dict[str, int], list[str]]:
     """CLIP's vocabulary (49,408 tokens) and merges (48,894) from the open_clip BPE file.
 
@@ -127,7 +112,7 @@ def clip_vocab_and_merges(bpe_gz: str | os.PathLike) -> tuple[dict[str, int], li
     """
     lines = gzip.decompress(Path(bpe_gz).read_bytes()).decode("utf-8").split("\n")
     merges = lines[1 : CLIP_NUM_MERGES + 1]
-    byte_chars = list(_bytes_to_unicode().values())
+    byte_chars = list(bytes_to_unicode().values())
     tokens = byte_chars + [c + "</w>" for c in byte_chars]
     tokens += ["".join(merge.split()) for merge in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
@@ -286,20 +271,10 @@ def make_blip2_processor(bpe_gz, *, bpe: tuple | None = None):
     """`Blip2Processor`: the OPT stand-in tokenizer (+ "<image>") and BLIP-2's 224 px
     image processor, with `num_query_tokens` (transformers 5 needs it). `bpe`: the
     (vocab, merges) of `opt_standin_bpe(bpe_gz)` when already computed."""
-    from transformers import Blip2Processor, GPT2Tokenizer
+    from transformers import Blip2Processor
 
     vocab, merges = bpe or opt_standin_bpe(bpe_gz)
-    # vocab=/merges= (never vocab_file=/merges_file=, which transformers 5 ignores).
-    tokenizer = GPT2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        bos_token="</s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        add_bos_token=True,  # OPT prepends </s> to every text
-        model_max_length=2048,
-    )
+    tokenizer = opt_tokenizer(vocab, merges, model_max_length=2048)
     processor = Blip2Processor(
         image_processor=_blip_image_processor(),
         tokenizer=tokenizer,

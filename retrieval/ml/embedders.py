@@ -10,9 +10,9 @@ per process and loads lazily.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
+from mlcore.role import RoleRegistry
 from retrieval.ml.blip2 import (
     DEFAULT_BLIP2_RETRIEVAL_ID,
     IMAGE_POOLINGS,
@@ -45,8 +45,7 @@ _EMBEDDER_CLASSES: dict[str, type[TextImageEmbedder]] = {
     "blip2": Blip2Embedder,
 }
 _DEFAULT_IDS = {"minilm": MINILM_PACKAGED_ID, "blip2": DEFAULT_BLIP2_RETRIEVAL_ID}
-_registry: dict[tuple, TextImageEmbedder] = {}
-_registry_lock = threading.Lock()
+_registry = RoleRegistry()
 
 
 def embedder_image_cost(kind: str) -> str:
@@ -87,15 +86,12 @@ def get_embedder(
         )
     resolved = embedder_model_id(kind, model_id)
     key = (kind, resolved, device, tuple(sorted((k, str(v)) for k, v in options.items())))
-    with _registry_lock:
-        embedder = _registry.get(key)
-        if embedder is None:
-            embedder = _EMBEDDER_CLASSES[kind](resolved, device=device, setting=setting, **options)
-            _registry[key] = embedder
-        return embedder
+    return _registry.get(
+        key,
+        lambda: _EMBEDDER_CLASSES[kind](resolved, device=device, setting=setting, **options),
+    )
 
 
 def clear_embedder_registry() -> None:
     """Forget all cached embedders (for tests, or to free memory in a long-lived worker)."""
-    with _registry_lock:
-        _registry.clear()
+    _registry.clear()

@@ -5,8 +5,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from catalog.models import Artwork
-from generation.models import Generation
 from tests.e2e.conftest import screenshot, sign_in
+from tests.factories import generation_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,17 +43,13 @@ def test_every_page_fits_a_phone_and_the_filters_open(live_server, indexed_demo,
     get_user_model().objects.create_superuser("admin", "", "pw")
     artwork = Artwork.objects.exclude(image="").order_by("id").first()
     works = list(Artwork.objects.filter(style__name="Ukiyo_e").values_list("id", flat=True)[:3])
-    generation = Generation.objects.create(
+    generation = generation_create(
         prompt="quiet hills, ukiyo-e",
         seed=1,
         steps=12,
-        guidance=7.5,
         width=128,
         height=128,
-        sampler="ddim",
         k=3,
-        weight_artist_style=0.6,
-        weight_genre_style=0.4,
         retrieval={
             "parsed": {"content": "quiet hills", "matches": {"style": "Ukiyo_e"}},
             "sets": {

@@ -6,42 +6,36 @@ import os
 
 import pytest
 
+from mlcore.threads import torch_threads
+from tests.generation.helpers import tiny_generation_settings
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub
 
 
 @pytest.fixture(scope="session")
 def _torch_one_thread():
     """Other suites share this 2-core machine; one thread also keeps CPU runs deterministic."""
-    import torch
-
     from generation.ml._common import quiet_ml_logs
 
     quiet_ml_logs()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture
 def gen_settings(settings, tmp_path, tiny_models_dir, _torch_one_thread):
     """Tiny models, a private LoRA folder, fast training and rendering settings."""
-    settings.SD_MODEL = str(tiny_models_dir / "tiny-sd15")
-    settings.CLIP_MODEL = str(tiny_models_dir / "tiny-clip")
-    settings.ML_DEVICE = "cpu"
-    settings.SD_PRECISION = "float32"
-    settings.LORA_DIR = tmp_path / "loras"
-    settings.LORA_STEPS = 6
-    settings.LORA_RESOLUTION = 64
-    settings.LORA_RANK = 8
-    settings.LORA_OPTIMIZER = "adamw"
-    settings.LORA_CHECKPOINT_EVERY = 3
-    settings.LORA_CACHE_BUDGET_MB = 0
-    settings.GEN_SIZE = 64
-    settings.GEN_STEPS = 3
-    settings.GEN_K = 4
-    settings.GEN_MAX_QUEUED = 3
-    return settings
+    return tiny_generation_settings(
+        settings,
+        tiny_models_dir,
+        tmp_path / "loras",
+        LORA_STEPS=6,
+        LORA_RANK=8,
+        LORA_CHECKPOINT_EVERY=3,
+        GEN_STEPS=3,
+        GEN_K=4,
+        GEN_MAX_QUEUED=3,
+    )
 
 
 @pytest.fixture

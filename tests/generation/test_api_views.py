@@ -9,6 +9,7 @@ from safetensors import safe_open
 
 from generation.models import Generation
 from jobs.models import JobStatus
+from tests.factories import generation_form
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("gen_settings")]
 
@@ -94,19 +95,7 @@ def test_form_page_requests_and_shows_errors(signed_in, imported_demo):
     page = signed_in.get(reverse("generation:generate"))
     assert page.status_code == 200
     assert b"tiny stand-in model" in page.content  # the UI says plainly a tiny model renders
-    form = {
-        "prompt": PROMPT,
-        "steps": 3,
-        "guidance": 7.5,
-        "width": 64,
-        "height": 64,
-        "sampler": "ddim",
-        "k": 4,
-        "weight_artist_style": 0.6,
-        "weight_genre_style": 0.4,
-        "style": "Ukiyo_e",
-        "with_baseline": "on",
-    }
+    form = generation_form(prompt=PROMPT, style="Ukiyo_e", with_baseline="on")
     bad = signed_in.post(reverse("generation:generate"), {**form, "width": 72, "height": 4000})
     assert bad.status_code == 400 and b"errorlist" in bad.content or b"error" in bad.content
     response = signed_in.post(reverse("generation:generate"), form)

@@ -11,7 +11,6 @@ import pytest
 import torch
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
-from django.utils import timezone
 from safetensors.torch import save_file
 
 from config.public import scrub, scrub_bytes, server_roots
@@ -19,7 +18,7 @@ from generation import selectors, services
 from generation.models import Generation, LoraCacheEntry, LoraStatus
 from generation.services import lora_cache, rendering, requests
 from jobs.models import Job, JobStatus
-from tests.factories import generation_create
+from tests.factories import generation_create, lora_entry_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("gen_settings")]
 
@@ -131,15 +130,7 @@ def test_generation_images_need_the_permission_even_without_django_serving_media
 
 
 def _entry(key: str, *, used_days_ago: int) -> LoraCacheEntry:
-    entry = LoraCacheEntry.objects.create(
-        key=key * 64,
-        kind="artist_style",
-        base_model="m",
-        base_model_fingerprint="m",
-        code_version="v",
-        status=LoraStatus.READY,
-        last_used_at=timezone.now() - timezone.timedelta(days=used_days_ago),
-    )
+    entry = lora_entry_create(key, used_days_ago=used_days_ago)
     path = lora_cache.lora_path(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"unet.a.lora.down.weight": torch.zeros(64, 64)}, str(path))

@@ -14,7 +14,7 @@ from generation.services import lora_cache, phases, rendering, retrieval_sets
 from generation.services.training import lora_train
 from jobs.models import Job, JobStatus
 from jobs.services import JobCancelled
-from tests.factories import generation_create
+from tests.factories import generation_create, lora_entry_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("gen_settings")]
 
@@ -337,20 +337,7 @@ def test_a_redelivered_or_superseded_task_does_nothing(imported_demo, user):
 
 
 def _fake_entry(key: str, size: int, used_days_ago: int | None) -> LoraCacheEntry:
-    from django.utils import timezone
-
-    entry = LoraCacheEntry.objects.create(
-        key=key * 64,
-        kind="artist_style",
-        base_model="m",
-        base_model_fingerprint="m",
-        code_version="v",
-        status=LoraStatus.READY,
-        size_bytes=size,
-        last_used_at=None
-        if used_days_ago is None
-        else timezone.now() - timezone.timedelta(days=used_days_ago),
-    )
+    entry = lora_entry_create(key, used_days_ago=used_days_ago, size_bytes=size)
     path = lora_cache.lora_path(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"x" * size)

@@ -58,6 +58,17 @@ def _folder(real_size_dir, role):
     return folder, info
 
 
+def _model(folder, info, cls, role):
+    """`cls` loaded from a role's folder in the dtype it was stored in, every weight
+    present, the published parameter count."""
+    import torch
+
+    dtype = getattr(torch, info["dtype"])
+    model = _loaded(cls, folder, dtype)
+    _check_weights(model, dtype, real_size.PUBLISHED_PARAMS[role])
+    return model
+
+
 @pytest.mark.parametrize("role", real_size.ROLES)
 def test_marker_says_real_size(real_size_dir, role):
     _folder_path, info = _folder(real_size_dir, role)
@@ -109,14 +120,11 @@ def test_sd15_components_load_one_by_one(real_size_dir):
 
 
 def test_safety_checker(real_size_dir):
-    import torch
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     folder, info = _folder(real_size_dir, "safety-checker")
-    dtype = getattr(torch, info["dtype"])
-    model = _loaded(StableDiffusionSafetyChecker, folder, dtype)
-    _check_weights(model, dtype, real_size.PUBLISHED_PARAMS["safety-checker"])
+    model = _model(folder, info, StableDiffusionSafetyChecker, "safety-checker")
     processor = CLIPImageProcessorPil.from_pretrained(folder)
     assert processor.crop_size["height"] == 224
     del model
@@ -124,14 +132,11 @@ def test_safety_checker(real_size_dir):
 
 
 def test_blip2_itm(real_size_dir):
-    import torch
     from transformers import AutoTokenizer, Blip2ForImageTextRetrieval
     from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
     folder, info = _folder(real_size_dir, "blip2-itm")
-    dtype = getattr(torch, info["dtype"])
-    model = _loaded(Blip2ForImageTextRetrieval, folder, dtype)
-    _check_weights(model, dtype, real_size.PUBLISHED_PARAMS["blip2-itm"])
+    model = _model(folder, info, Blip2ForImageTextRetrieval, "blip2-itm")
     config = model.config
     assert config.num_query_tokens == 32 and config.image_text_hidden_size == 256
     assert config.qformer_config.use_qformer_text_input
@@ -147,11 +152,9 @@ def test_blip2_itm(real_size_dir):
 
 
 def test_blip2_opt(real_size_dir):
-    import torch
     from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
     folder, info = _folder(real_size_dir, "blip2-opt")
-    dtype = getattr(torch, info["dtype"])
     processor = Blip2Processor.from_pretrained(folder)
     assert processor.num_query_tokens == 32
     tokenizer = processor.tokenizer
@@ -161,8 +164,7 @@ def test_blip2_opt(real_size_dir):
     assert len(ids) == 1 and tokenizer.unk_token_id not in ids
     assert processor.image_processor.size["height"] == 224
     assert "STAND-IN" in info["tokenizer"]
-    model = _loaded(Blip2ForConditionalGeneration, folder, dtype)
-    _check_weights(model, dtype, real_size.PUBLISHED_PARAMS["blip2-opt"])
+    model = _model(folder, info, Blip2ForConditionalGeneration, "blip2-opt")
     config = model.config
     assert config.image_token_index == real_size.BLIP2_IMAGE_TOKEN_INDEX
     assert config.text_config.hidden_size == 2560 and config.text_config.num_hidden_layers == 32
@@ -174,14 +176,11 @@ def test_blip2_opt(real_size_dir):
 
 
 def test_clip_l14(real_size_dir):
-    import torch
     from transformers import CLIPModel, CLIPTokenizer
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     folder, info = _folder(real_size_dir, "clip-l14")
-    dtype = getattr(torch, info["dtype"])
-    model = _loaded(CLIPModel, folder, dtype)
-    _check_weights(model, dtype, real_size.PUBLISHED_PARAMS["clip-l14"])
+    model = _model(folder, info, CLIPModel, "clip-l14")
     assert model.config.projection_dim == 768
     _check_clip_tokenizer(CLIPTokenizer.from_pretrained(folder))
     assert CLIPImageProcessorPil.from_pretrained(folder).crop_size["height"] == 224

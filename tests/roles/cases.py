@@ -62,6 +62,26 @@ from tests.roles.checks import (
 from tests.roles.matrix import NEW_PASSWORD, PASSWORD
 from tests.roles.world import World
 
+
+def _generation_actions(name: str, request, ok: dict[str, tuple[int, ...]]) -> dict[str, Case]:
+    """Cancel, retry and rerun, each on another user's generation and on the actor's own:
+    `name` formatted with the action and whose, `request(action, generation)`, `ok[action]`."""
+    cases = {}
+    for action, state, check in (
+        ("cancel", "queued", _cancelled),
+        ("retry", "failed", _retried),
+        ("rerun", "finished", _rerun),
+    ):
+        for whose in ("others", "own"):
+            cases[name.format(action=action, whose=whose)] = Case(
+                lambda w, a=action, s=state, o=whose: request(a, getattr(w, o)[s]),
+                check(whose),
+                ok=ok[action],
+                writes=True,
+            )
+    return cases
+
+
 CASES: dict[str, Case] = {
     # pages: browse and search
     "home": Case(lambda w: get("/"), contains("Harbour at Dawn", "Lady in Blue", "Quiet Hills")),
@@ -141,41 +161,10 @@ CASES: dict[str, Case] = {
         lambda w: get(reverse("generation:result", args=[w.others["finished"].pk])),
         contains("generations/done.png"),
     ),
-    "gen-cancel-form-others": Case(
-        lambda w: post(reverse("generation:cancel", args=[w.others["queued"].pk])),
-        _cancelled("others"),
-        ok=(302,),
-        writes=True,
-    ),
-    "gen-cancel-form-own": Case(
-        lambda w: post(reverse("generation:cancel", args=[w.own["queued"].pk])),
-        _cancelled("own"),
-        ok=(302,),
-        writes=True,
-    ),
-    "gen-retry-form-others": Case(
-        lambda w: post(reverse("generation:retry", args=[w.others["failed"].pk])),
-        _retried("others"),
-        ok=(302,),
-        writes=True,
-    ),
-    "gen-retry-form-own": Case(
-        lambda w: post(reverse("generation:retry", args=[w.own["failed"].pk])),
-        _retried("own"),
-        ok=(302,),
-        writes=True,
-    ),
-    "gen-rerun-form-others": Case(
-        lambda w: post(reverse("generation:rerun", args=[w.others["finished"].pk])),
-        _rerun("others"),
-        ok=(302,),
-        writes=True,
-    ),
-    "gen-rerun-form-own": Case(
-        lambda w: post(reverse("generation:rerun", args=[w.own["finished"].pk])),
-        _rerun("own"),
-        ok=(302,),
-        writes=True,
+    **_generation_actions(
+        "gen-{action}-form-{whose}",
+        lambda action, g: post(reverse(f"generation:{action}", args=[g.pk])),
+        ok={"cancel": (302,), "retry": (302,), "rerun": (302,)},
     ),
     "lora-download-page": Case(
         lambda w: get(reverse("generation:lora-download", args=[w.lora.key]), {"as": "diffusers"}),
@@ -463,39 +452,10 @@ CASES: dict[str, Case] = {
         lambda w: get(f"/api/generations/{w.flagged['own'].pk}/"),
         _flagged_image("own"),
     ),
-    "api-cancel-others": Case(
-        lambda w: api("post", f"/api/generations/{w.others['queued'].pk}/cancel/"),
-        _cancelled("others"),
-        writes=True,
-    ),
-    "api-cancel-own": Case(
-        lambda w: api("post", f"/api/generations/{w.own['queued'].pk}/cancel/"),
-        _cancelled("own"),
-        writes=True,
-    ),
-    "api-retry-others": Case(
-        lambda w: api("post", f"/api/generations/{w.others['failed'].pk}/retry/"),
-        _retried("others"),
-        ok=(202,),
-        writes=True,
-    ),
-    "api-retry-own": Case(
-        lambda w: api("post", f"/api/generations/{w.own['failed'].pk}/retry/"),
-        _retried("own"),
-        ok=(202,),
-        writes=True,
-    ),
-    "api-rerun-others": Case(
-        lambda w: api("post", f"/api/generations/{w.others['finished'].pk}/rerun/"),
-        _rerun("others"),
-        ok=(202,),
-        writes=True,
-    ),
-    "api-rerun-own": Case(
-        lambda w: api("post", f"/api/generations/{w.own['finished'].pk}/rerun/"),
-        _rerun("own"),
-        ok=(202,),
-        writes=True,
+    **_generation_actions(
+        "api-{action}-{whose}",
+        lambda action, g: api("post", f"/api/generations/{g.pk}/{action}/"),
+        ok={"cancel": (200,), "retry": (202,), "rerun": (202,)},
     ),
     # API: LoRA cache
     "api-loras": Case(

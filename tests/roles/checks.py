@@ -21,6 +21,7 @@ from catalog.models import GenreLabel, LabelSource
 from generation.models import Generation, LoraStatus
 from jobs.models import Job, JobStatus
 from labelling.models import BulkOperation
+from tests.factories import generation_form
 from tests.roles.matrix import NEW_PASSWORD
 from tests.roles.world import PNG_BYTES, World
 
@@ -399,17 +400,7 @@ def _make_curator(w):
     return post(url, data)
 
 
-GENERATION_FORM = {
-    "prompt": "a harbour by Ada Lane, cubism",
-    "steps": 3,
-    "guidance": 7.5,
-    "width": 64,
-    "height": 64,
-    "sampler": "ddim",
-    "k": 4,
-    "weight_artist_style": 0.6,
-    "weight_genre_style": 0.4,
-}
+GENERATION_FORM = generation_form(prompt="a harbour by Ada Lane, cubism")
 
 
 def _version(w, key):

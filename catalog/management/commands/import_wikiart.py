@@ -1,13 +1,12 @@
 """python manage.py import_wikiart PATH [--images DIR]: import the ArtGAN WikiArt layout."""
 
-import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from catalog import services
 from catalog.wikiart import LayoutError
+from jobs.console import progress_bar
 
 
 class Command(BaseCommand):
@@ -41,24 +40,16 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **opts):
-        bar = tqdm(total=0, unit="artwork", disable=opts["no_progress"] or None, file=sys.stderr)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        try:
-            report = services.wikiart_import(
-                opts["path"],
-                images_root=opts["images"],
-                batch_size=opts["batch_size"],
-                progress=progress,
-            )
-        except LayoutError as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            bar.close()
+        with progress_bar(disabled=opts["no_progress"], unit="artwork") as progress:
+            try:
+                report = services.wikiart_import(
+                    opts["path"],
+                    images_root=opts["images"],
+                    batch_size=opts["batch_size"],
+                    progress=progress,
+                )
+            except LayoutError as exc:
+                raise CommandError(str(exc)) from exc
 
         for line in report.summary():
             self.stdout.write(line)

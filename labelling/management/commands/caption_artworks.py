@@ -1,10 +1,8 @@
 """python manage.py caption_artworks: model captions for artworks with an image."""
 
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
+from jobs.console import progress_bar
 from labelling import services
 
 
@@ -20,20 +18,13 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **opts):
-        bar = tqdm(total=0, disable=opts["no_progress"] or None, file=sys.stderr)
-
-        def progress(done, total, stage=""):
-            bar.total, bar.n = total, done
-            bar.refresh()
-
-        try:
-            report = services.captions_generate(
-                overwrite=opts["overwrite"], limit=opts["limit"], progress=progress
-            )
-        except services.LabellingUnavailable as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            bar.close()
+        with progress_bar(disabled=opts["no_progress"]) as progress:
+            try:
+                report = services.captions_generate(
+                    overwrite=opts["overwrite"], limit=opts["limit"], progress=progress
+                )
+            except services.LabellingUnavailable as exc:
+                raise CommandError(str(exc)) from exc
         tiny = (
             " (stand-in model, random weights: captions are random words)" if report.is_tiny else ""
         )

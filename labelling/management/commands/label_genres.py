@@ -1,10 +1,8 @@
 """python manage.py label_genres: genre labels for every artwork without one."""
 
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
+from jobs.console import progress_bar
 from labelling import genre_services, services
 from labelling.tasks import LABEL_GENRES
 
@@ -35,26 +33,18 @@ class Command(BaseCommand):
             job = services.labelling_request(LABEL_GENRES, limit=opts["limit"])
             self.stdout.write(f"Queued genre labelling as job #{job.pk}.")
             return
-        bar = tqdm(total=0, disable=opts["no_progress"] or None, file=sys.stderr)
-
-        def progress(done, total, stage=""):
-            bar.total, bar.n = total, done
-            bar.set_description(stage[:60], refresh=False)
-            bar.refresh()
-
         genres = [g for g in opts["genres"].split(",") if g.strip()]
-        try:
-            report = genre_services.genres_label(
-                limit=opts["limit"],
-                batch_size=opts["batch_size"],
-                genres=genres or None,
-                progress=progress,
-                labeller=opts["labeller"],
-            )
-        except (services.LabellingUnavailable, ValueError) as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            bar.close()
+        with progress_bar(disabled=opts["no_progress"], stage_width=60) as progress:
+            try:
+                report = genre_services.genres_label(
+                    limit=opts["limit"],
+                    batch_size=opts["batch_size"],
+                    genres=genres or None,
+                    progress=progress,
+                    labeller=opts["labeller"],
+                )
+            except (services.LabellingUnavailable, ValueError) as exc:
+                raise CommandError(str(exc)) from exc
         if report.trained:
             self.stdout.write(f"No genre model was trained yet: trained {report.trained}.")
         tiny = " (a stand-in model, random weights)" if report.is_tiny else ""

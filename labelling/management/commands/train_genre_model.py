@@ -1,10 +1,8 @@
 """python manage.py train_genre_model: train, calibrate and publish a genre model."""
 
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
+from jobs.console import progress_bar
 from labelling import genre_services, services
 
 
@@ -26,19 +24,11 @@ class Command(BaseCommand):
             job = genre_services.genre_model_train_request()
             self.stdout.write(f"Queued genre model training as job #{job.pk}.")
             return
-        bar = tqdm(total=100, disable=opts["no_progress"] or None, file=sys.stderr)
-
-        def progress(done, total, stage=""):
-            bar.total, bar.n = total, done
-            bar.set_description(stage[:60], refresh=False)
-            bar.refresh()
-
-        try:
-            row = genre_services.genre_model_train(progress=progress, seed=opts["seed"])
-        except services.LabellingUnavailable as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            bar.close()
+        with progress_bar(disabled=opts["no_progress"], stage_width=60, total=100) as progress:
+            try:
+                row = genre_services.genre_model_train(progress=progress, seed=opts["seed"])
+            except services.LabellingUnavailable as exc:
+                raise CommandError(str(exc)) from exc
         metrics = row.metrics
         fusion = row.fusion or {}
         self.stdout.write(

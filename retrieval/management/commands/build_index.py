@@ -1,10 +1,8 @@
 """python manage.py build_index: embed what is stale, build and switch to a new index."""
 
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
+from jobs.console import progress_bar
 from retrieval import services
 
 
@@ -32,19 +30,11 @@ class Command(BaseCommand):
             job = services.index_rebuild_request()
             self.stdout.write(f"Queued index rebuild as job #{job.pk}.")
             return
-        bar = tqdm(total=0, disable=opts["no_progress"] or None, file=sys.stderr)
-
-        def progress(done, total, stage=""):
-            bar.total, bar.n = total, done
-            bar.set_description(stage[:40])
-            bar.refresh()
-
-        try:
-            report = services.index_rebuild(progress=progress, kind=opts["kind"])
-        except services.RetrievalUnavailable as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            bar.close()
+        with progress_bar(disabled=opts["no_progress"], stage_width=40) as progress:
+            try:
+                report = services.index_rebuild(progress=progress, kind=opts["kind"])
+            except services.RetrievalUnavailable as exc:
+                raise CommandError(str(exc)) from exc
         tiny = " (stand-in model, random weights)" if report.is_tiny else ""
         self.stdout.write(
             self.style.SUCCESS(

@@ -1,10 +1,8 @@
 """python manage.py embed_catalog: embed artworks whose vectors are missing or stale."""
 
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
+from jobs.console import progress_bar
 from retrieval import services
 
 
@@ -17,21 +15,15 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **opts):
-        bar = tqdm(total=0, unit="artwork", disable=opts["no_progress"] or None, file=sys.stderr)
-
-        def progress(done, total, stage=""):
-            bar.total, bar.n = total, done
-            bar.set_description(stage)
-            bar.refresh()
-
-        try:
-            report = services.embed_catalog(
-                batch_size=opts["batch_size"], progress=progress, limit=opts["limit"]
-            )
-        except services.RetrievalUnavailable as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            bar.close()
+        with progress_bar(
+            disabled=opts["no_progress"], unit="artwork", stage_width=None
+        ) as progress:
+            try:
+                report = services.embed_catalog(
+                    batch_size=opts["batch_size"], progress=progress, limit=opts["limit"]
+                )
+            except services.RetrievalUnavailable as exc:
+                raise CommandError(str(exc)) from exc
         tiny = (
             " (stand-in model, random weights: vectors are for tests/demo only)"
             if report.is_tiny

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlcore.threads import torch_threads
+
 from .helpers import RENDER_KW, fast_config
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before any Hugging Face library is imported
@@ -16,15 +18,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before any Hugging Face library is importe
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     """Other suites share this 2-core machine; one thread also keeps CPU runs deterministic."""
-    import torch
-
     from generation.ml._common import quiet_ml_logs
 
     quiet_ml_logs()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -160,27 +160,23 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_sd, examples, tm
             raise Crash
 
     work = tmp_path / "w-crash"
-    with pytest.raises(Crash):
-        train_lora(
+
+    def train_into_the_same_work_dir(progress):
+        return train_lora(
             tiny_sd,
             examples,
             tmp_path / "resumed.safetensors",
             cfg,
             work_dir=work,
             cache_dir=None,
-            progress=crash_at_5,
+            progress=progress,
         )
+
+    with pytest.raises(Crash):
+        train_into_the_same_work_dir(crash_at_5)
     assert not (tmp_path / "resumed.safetensors").exists()
     seen = []
-    resumed = train_lora(
-        tiny_sd,
-        examples,
-        tmp_path / "resumed.safetensors",
-        cfg,
-        work_dir=work,
-        cache_dir=None,
-        progress=lambda s, t: seen.append((s, t)),
-    )
+    resumed = train_into_the_same_work_dir(lambda s, t: seen.append((s, t)))
     assert resumed.resumed_from_step == 4
     assert resumed.steps == 8 and seen == [(5, 8), (6, 8), (7, 8), (8, 8)]
     assert (
@@ -209,28 +205,23 @@ def test_should_stop_saves_a_checkpoint_and_cancels(tiny_sd, examples, tmp_path)
     def progress(step, total):
         steps.append(step)
 
-    with pytest.raises(TrainingCancelled) as info:
-        train_lora(
+    def train(**kw):
+        return train_lora(
             tiny_sd,
             examples,
             tmp_path / "x.safetensors",
             fast_config(),
             work_dir=tmp_path / "w",
             cache_dir=None,
-            progress=progress,
-            should_stop=lambda: len(steps) >= 3,
+            **kw,
         )
+
+    with pytest.raises(TrainingCancelled) as info:
+        train(progress=progress, should_stop=lambda: len(steps) >= 3)
     assert info.value.step == 3 and steps == [1, 2, 3]
     assert (tmp_path / "w" / "checkpoint-3" / "lora.safetensors").is_file()
     assert not (tmp_path / "x.safetensors").exists()
-    resumed = train_lora(
-        tiny_sd,
-        examples,
-        tmp_path / "x.safetensors",
-        fast_config(),
-        work_dir=tmp_path / "w",
-        cache_dir=None,
-    )
+    resumed = train()
     assert resumed.resumed_from_step == 3 and resumed.steps == 8
 
 

@@ -6,32 +6,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-WIKIART_GENRES = [
-    "abstract_painting",
-    "cityscape",
-    "genre_painting",
-    "illustration",
-    "landscape",
-    "nude_painting",
-    "portrait",
-    "religious_painting",
-    "sketch_and_study",
-    "still_life",
-]
+from mlcore.threads import torch_threads
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _offline_single_thread():
     """Never reach a model hub; one torch thread (other suites share two cores)."""
-    import torch
-
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, torch_threads(1):
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
         yield
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

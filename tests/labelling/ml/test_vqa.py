@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from catalog.demo import GENRES as WIKIART_GENRES  # the real WikiArt genre list
 from labelling.ml.errors import LabellingInputError, ModelUnavailable
 from labelling.ml.vqa import DEFAULT_QUESTION, GenreVQA, genre_answer_text, get_vqa, softmax
-
-from .conftest import WIKIART_GENRES
 
 
 @pytest.fixture(scope="module")

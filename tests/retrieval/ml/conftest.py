@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mlcore.threads import torch_threads
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _offline_single_thread():
@@ -17,12 +19,8 @@ def _offline_single_thread():
         import huggingface_hub.constants as hub_constants
 
         mp.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield
-        torch.set_num_threads(threads)
+        with torch_threads(1):
+            yield
 
 
 @pytest.fixture(scope="session")
