@@ -33,7 +33,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from .gpu import check_gpu_mode, gpu_count
+from .gpu import GPU_KINDS, check_gpu_mode, gpu_count
 from .loaded import LoadedIndex
 from .overlay import overlay_compact
 from .slots import slot_build, slot_tables_write
@@ -174,8 +174,8 @@ def build_index(
     `kind` "auto" is "flat" (exact) for n <= `exact_max`, and above it "slots" when
     `blocks=4`, else "flat"; "flat" and "slots" can be forced. (HNSW and IVF kinds were
     removed: on the fused vectors both lost recall that a scan keeps, see `slots.py`.)
-    `use_gpu` ("auto", "always", "never") is recorded and decides whether readers move
-    flat indexes to a GPU (only on a faiss-gpu build with a device).
+    `use_gpu` ("auto", "always", "never") is recorded and decides whether readers search
+    content on a GPU (only on a faiss-gpu build with a device; `gpu.py`).
     `progress(stage, fraction)` is called with fraction in [0, 1]. `meta` (JSON-able: model
     id, catalog version, ...) is stored as meta["user"]. After the switch, versions beyond
     the newest `keep` are deleted (never the current one).
@@ -218,7 +218,7 @@ def build_index(
     version = _version_name(vectors, ids)
     build_seconds = time.perf_counter() - started
     gpus = gpu_count()
-    on_gpu = use_gpu != "never" and gpus > 0 and chosen == "flat"
+    on_gpu = use_gpu != "never" and gpus > 0 and chosen in GPU_KINDS
     full_meta = {
         "format": FORMAT_VERSION,
         "version": version,
@@ -236,7 +236,7 @@ def build_index(
         "gpu": {
             "use_gpu": use_gpu,
             "gpus_at_build": gpus,
-            # Readers move only flat indexes to a GPU (see LoadedIndex.open).
+            # Readers search content on a GPU when they have one (see LoadedIndex.open).
             "search_device": "cuda:0" if on_gpu else "cpu",
         },
         "user": user_meta,

@@ -4,7 +4,8 @@ Two kinds are served (`build.py` decides which a build writes):
 
 * ``flat``: a FAISS `IndexFlatIP` over every row (exact). A filtered search
   (`allowed_ids`) scans only the allowed rows through an `IDSelectorBitmap`; an
-  unfiltered one runs on a GPU copy when there is one (`gpu.py`).
+  unfiltered one runs on a GPU copy when there is one (`gpu.py`). A slot index on a GPU
+  host searches its content exactly there (`SlotIndex.attach_gpu`).
 * ``slots``: the slot index over MythraGen's fused vectors (`slots.py`). A filtered
   search allowing at most max(`exact_allowed_max`, `exact_allowed_fraction` * n) rows
   scans those rows exactly in numpy (`exact.py`); larger allowed sets take the slot
@@ -59,7 +60,6 @@ class LoadedIndex:
     exact_allowed_max: int = 50_000
     exact_allowed_fraction: float = 0.2
     slots: SlotIndex | None = field(default=None, repr=False)
-    _gpu_resources: Any = field(default=None, repr=False)
     _id_to_row: np.ndarray | None = field(default=None, repr=False)
     _sorted_ids: np.ndarray | None = field(default=None, repr=False)
     _sorted_rows: np.ndarray | None = field(default=None, repr=False)
@@ -116,7 +116,11 @@ class LoadedIndex:
                 raise ValueError(f"{path}: neighbours.npy disagrees with meta.json")
             loaded._neighbours = table
         if wants_gpu(use_gpu or meta.get("gpu", {}).get("use_gpu", "auto"), kind, n):
-            loaded.gpu_index, loaded._gpu_resources = to_gpu(index)
+            # The content search moves; tables and mapped files stay on the CPU.
+            if loaded.slots is not None:
+                loaded.slots.attach_gpu()
+            else:
+                loaded.gpu_index = to_gpu(index)
             loaded.device = "cuda:0"
         return loaded
 

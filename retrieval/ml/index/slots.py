@@ -28,6 +28,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from .gpu import GPU_MAX_K, gpu_flat
 from .versions import fsync_file
 
 SLOT_LAYOUT = 3  # version of the slot index layout; older slot indexes must be rebuilt
@@ -229,6 +230,8 @@ class SlotIndex:
     content_candidates: int = 200
     # At most this many rows are re-scored by the threshold step of one search.
     expand_max: int = 30_000
+    # On a GPU host: an exact flat index of the distinct content vectors (`attach_gpu`).
+    gpu_index: Any = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: Path, index, n: int, d: int, params: dict) -> SlotIndex:
@@ -248,6 +251,19 @@ class SlotIndex:
             raise ValueError(f"{path}: content.npy disagrees with meta.json")
         # A plain array view of the mapped file: faster indexing.
         return cls(index=index, tables=tables, content=content.view(np.ndarray), n=n, d=d)
+
+    def distinct_content(self, chunk: int = 65536):
+        """The distinct content vectors in the content index's order, in chunks."""
+        t = self.tables
+        first = t["position_of_row"][t["content_rows"][t["content_ptr"][:-1]]]
+        for start in range(0, len(first), chunk):
+            yield np.ascontiguousarray(self.content[first[start : start + chunk]])
+
+    def attach_gpu(self) -> None:
+        """Search content on GPU 0: an exact flat copy of the distinct content vectors,
+        on the process's shared GPU resources (`gpu.py`). Exact, so step 1 of `search_one`
+        needs no compressed scan and its bound is exact."""
+        self.gpu_index = gpu_flat(self.d // 4, self.distinct_content())
 
     def search(self, q, k, mask) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) of each query row of `q`, among rows where `mask` (None: all)."""
@@ -357,8 +373,11 @@ class SlotIndex:
             fraction = max(float(mask.mean()), 1e-6)
             refine = int(math.ceil(refine / fraction))
             wanted = int(math.ceil(wanted / fraction))
+        index = self.index
+        if self.gpu_index is not None and wanted <= GPU_MAX_K:
+            index, refine = self.gpu_index, wanted  # exact: nothing to refine
         refine = min(refine, total)
-        _approx, groups = self.index.search(qc[None, :], refine)
+        _approx, groups = index.search(qc[None, :], refine)
         groups = groups[0][groups[0] >= 0]
         first = t["content_rows"][t["content_ptr"][groups]]
         exact = dot_rows(self.content, qc, t["position_of_row"][first])
