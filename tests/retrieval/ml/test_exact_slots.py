@@ -90,3 +90,97 @@ def test_parts_refuse_mismatched_shapes():
         SlotParts(content, (np.zeros((2, 8), np.float32),) * 3, np.zeros((3, 3), np.int32))
     with pytest.raises(ValueError, match="three"):
         SlotParts(content, (np.zeros((2, 4), np.float32),) * 3, np.zeros((4, 3), np.int32))
+
+
+# -- The compressed kind (compressed.py) ----------------------------------------------------
+
+
+def test_content_groups_match_sorting_and_survive_a_hash_collision(monkeypatch):
+    from retrieval.ml.index import slots as slots_module
+
+    rng = np.random.default_rng(9)
+    content = rng.normal(size=(800, 12)).astype(np.float32)
+    content[rng.choice(800, 200, replace=False)] = content[rng.integers(0, 800, 200)]
+    want = slots_module._content_groups_sorted(content)
+    np.testing.assert_array_equal(slots_module.content_groups(content, chunk=128), want)
+    # Every key equal: the row comparison must notice and fall back to sorting.
+    monkeypatch.setattr(
+        slots_module, "_row_words", lambda block, words: np.zeros((len(block), 1), np.uint64)
+    )
+    np.testing.assert_array_equal(slots_module.content_groups(content, chunk=128), want)
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory):
+    from retrieval.ml.index import LoadedIndex, build_index
+
+    rows, queries = _catalog(6000, 16, seed=11, duplicates=True)
+    ids = np.arange(len(rows), dtype=np.int64) * 2 + 1
+    root = tmp_path_factory.mktemp("compressed")
+    content = root.parent / "content-input.npy"
+    np.save(content, np.ascontiguousarray(rows[:, :16]))
+    parts = SlotParts.from_fused(rows)
+    mapped = SlotParts(np.load(content, mmap_mode="r"), parts.labels, parts.label_of_row)
+    info = build_index(mapped, ids, root, exact_max=1000, compressed_min=5000)
+    return rows, ids, queries, info, LoadedIndex.open(info.path)
+
+
+def test_compressed_kind_is_chosen_above_its_threshold_and_stores_no_fused_rows(compressed):
+    rows, ids, queries, info, loaded = compressed
+    assert info.kind == "compressed" and loaded.kind == "compressed"
+    assert not (info.path / "vectors.npy").exists() and loaded.vectors is None
+    params = loaded.meta["params"]
+    assert params["content_index"].startswith("ivf") and params["nprobe"] >= 1
+    assert params["distinct_content"] < len(rows)
+    np.testing.assert_array_equal(loaded.vectors_of(ids[[5, 0, 77]]), rows[[5, 0, 77]])
+
+
+def test_compressed_build_stores_neighbours_from_the_parts(tmp_path):
+    from retrieval.ml.index import LoadedIndex, build_index
+
+    rows, _queries = _catalog(600, 16, seed=12, duplicates=False)
+    parts = SlotParts.from_fused(rows)
+    info = build_index(
+        parts, np.arange(600), tmp_path, exact_max=100, compressed_min=500, neighbours=3
+    )
+    assert info.kind == "compressed"
+    table = LoadedIndex.open(info.path).neighbours_of(np.arange(600))
+    want = np.argsort(-(rows @ rows.T), axis=1)[:, 1:4]  # nearest other rows, exactly
+    assert (table == want).mean() >= 0.9
+
+
+def test_compressed_search_matches_exact_for_every_prompt_form(compressed, monkeypatch):
+    from retrieval.ml.index import exact_search
+
+    rows, ids, queries, _info, loaded = compressed
+    import faiss
+
+    # Every list and every distinct content vector: the search must then be exact.
+    monkeypatch.setattr(loaded.slots, "refine", 6000)
+    ivf = faiss.extract_index_ivf(loaded.slots.index)
+    monkeypatch.setattr(ivf, "nprobe", ivf.nlist)
+    k = 25
+    want, _ = exact_search(rows, ids, queries, k)
+    scores, found = loaded.search(queries, k)
+    np.testing.assert_allclose(scores, want, atol=1e-5)
+    true = np.einsum("qkd,qd->qk", rows[(found - 1) // 2], queries)
+    np.testing.assert_allclose(scores, true, atol=1e-5)
+    # Sub-collections: a small one (scanned exactly from the parts) and a large one.
+    for allowed in (ids[ids % 7 == 3], ids[ids % 3 != 0]):
+        sub = rows[np.isin(ids, allowed)]
+        want_sub, _ = exact_search(sub, allowed, queries, k)
+        got, found_sub = loaded.search(queries, k, allowed_ids=allowed)
+        assert np.isin(found_sub, allowed).all()
+        np.testing.assert_allclose(got, want_sub, atol=1e-5)
+
+
+def test_compressed_kind_at_its_defaults_keeps_recall(compressed):
+    from retrieval.ml.index import exact_search
+
+    rows, ids, queries, _info, loaded = compressed
+    assert loaded.slots.refine == 700  # the defaults, as served
+    k = 25
+    want, _ = exact_search(rows, ids, queries, k)
+    scores, _found = loaded.search(queries, k)
+    kth = want[:, -1:]
+    assert (scores >= kth - 1e-5).mean() >= 0.95
