@@ -264,6 +264,26 @@ def _expand(ptr: np.ndarray, members: np.ndarray, groups: np.ndarray):
     return members[positions].astype(np.int64), owner
 
 
+HOT_HEAD = 2048  # combinations sorted at first by the threshold step (`_best_first`)
+
+
+def _best_first(combos: np.ndarray, label: np.ndarray, head: int):
+    """(the `head` best of `combos` by label, best first; the others unsorted, or None)."""
+    if len(combos) <= head:
+        return combos[np.argsort(-label[combos], kind="stable")], None
+    part = np.argpartition(-label[combos], head - 1)
+    first = combos[part[:head]]
+    return first[np.argsort(-label[first], kind="stable")], combos[part[head:]]
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Whether each of `values` is in `sorted_set` (sorted, unique)."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[pos] == values
+
+
 @dataclass
 class SlotIndex:
     """A loaded slot index: the content index, the tables and the mapped content blocks."""
@@ -373,16 +393,27 @@ class SlotIndex:
         # tie with the k-th best are not needed: ties may go either way.)
         hot = np.flatnonzero(combo_label > kth - bound) if bound > -np.inf else np.zeros(0, int)
         if len(hot):
-            hot = hot[np.argsort(-combo_label[hot], kind="stable")]
+            # Sorted lazily: the best HOT_HEAD combinations first (usually all a search
+            # needs), the rest only if the loop reaches them (label-only queries on a
+            # catalog with 10^5 combinations would otherwise sort them all every time).
+            hot, pending = _best_first(hot, combo_label, HOT_HEAD)
             falling = -combo_label[hot]  # ascending
             ends = np.cumsum(t["combo_sizes"][hot])
-            seen = np.zeros(self.n, dtype=bool)
-            seen[scored] = True
+            # Rows already scored: those of step 1 (combinations never share rows).
+            seen = np.sort(scored)
             budget = self.expand_max
             start, batch = 0, 256
-            while start < len(hot) and budget > 0:
+            while start < len(hot) or pending is not None:
+                if budget <= 0:
+                    break
                 # Combinations that can still beat the k-th best: label > kth - bound.
                 cut = int(np.searchsorted(falling, bound - kth, side="left"))
+                if cut >= len(hot) and pending is not None:
+                    more, pending = _best_first(pending, combo_label, len(pending))
+                    hot = np.concatenate([hot, more])
+                    falling = -combo_label[hot]
+                    ends = np.cumsum(t["combo_sizes"][hot])
+                    continue
                 if cut <= start:
                     break
                 before = ends[start - 1] if start else 0
@@ -391,12 +422,13 @@ class SlotIndex:
                 positions, _owner = _expand(t["combo_ptr"], None, hot[start:stop])
                 start, batch = stop, batch * 2
                 rows = t["combo_rows"][positions]
-                keep = ~seen[rows] if mask is None else ~seen[rows] & mask[rows]
+                keep = ~_member(rows, seen)
+                if mask is not None:
+                    keep &= mask[rows]
                 positions, rows = positions[keep][:budget], rows[keep][:budget]
                 if not len(rows):
                     continue
                 budget -= len(rows)
-                seen[rows] = True
                 add = combo_label[t["combo_of_row"][rows]]
                 if has_content:
                     add = add + dot_rows(self.content, qc, positions)

@@ -184,3 +184,22 @@ def test_compressed_kind_at_its_defaults_keeps_recall(compressed):
     scores, _found = loaded.search(queries, k)
     kth = want[:, -1:]
     assert (scores >= kth - 1e-5).mean() >= 0.95
+
+
+def test_threshold_step_sorts_combinations_lazily_and_stays_exact(tmp_path, monkeypatch):
+    """With a head of 3 combinations the threshold step must sort the rest when it reaches
+    them, and return brute force's scores for every prompt form."""
+    from retrieval.ml.index import LoadedIndex, build_index
+    from retrieval.ml.index import slots as slots_module
+
+    from .test_index import _fused_catalog, _slot_queries
+
+    monkeypatch.setattr(slots_module, "HOT_HEAD", 3)
+    rows, parts = _fused_catalog(3000, 16, seed=13)
+    ids = np.arange(len(rows), dtype=np.int64) + 10
+    loaded = LoadedIndex.open(build_index(rows, ids, tmp_path, kind="slots", blocks=4).path)
+    loaded.slots.content_candidates, loaded.slots.refine = 10, 10
+    queries = _slot_queries(parts, seed=14)
+    want, _ = exact_search(rows, ids, queries, 20)
+    scores, _found = loaded.search(queries, 20)
+    np.testing.assert_allclose(scores, want, atol=1e-5)
