@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py --rows 1000000 [--queries 50] [--nprobe 48,16,32,96]
                                     [--work DIR] [--threads 1] [--brute] [--keep] [--kind K]
+                                    [--artists N]
 
 Three stages, each its own process (so each peak RSS is its own; `--stage` runs one):
 
@@ -73,9 +74,9 @@ def zipf(rng, m: int, size: int, s: float) -> np.ndarray:
     return rng.choice(m, size, p=p / p.sum())
 
 
-def generate(rows: int, work: Path) -> dict:
+def generate(rows: int, work: Path, artists: int | None = None) -> dict:
     rng = np.random.default_rng(0)
-    artists = int(np.clip(rows // 100, 10_000, 100_000))
+    artists = artists or int(np.clip(rows // 100, 10_000, 100_000))
     genres = np.vstack([np.zeros((1, W), np.float32), unit(rng, 10)])  # 0: no genre
     styles, artist_table = unit(rng, 27), unit(rng, artists)
     centres, titles = unit(rng, 2000), unit(rng, 5000)
@@ -294,6 +295,7 @@ def run_stage(stage: str, args, threads: int | None) -> dict:
     command = [sys.executable, __file__, "--stage", stage, "--rows", str(args.rows)]
     command += ["--work", str(args.work), "--queries", str(args.queries)]
     command += ["--nprobe", args.nprobe, "--kind", args.kind] + (["--brute"] if args.brute else [])
+    command += ["--artists", str(args.artists)] if args.artists else []
     started = time.perf_counter()
     subprocess.run(command, env=env, check=True)
     figures = json.loads((args.work / f"{stage}.json").read_text())
@@ -310,6 +312,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="search threads (OpenMP/BLAS)")
     parser.add_argument("--brute", action="store_true", help="numpy brute force too (<= 300k)")
     parser.add_argument("--kind", default="auto", help="index kind (auto: by size)")
+    parser.add_argument("--artists", type=int, default=None, help="default rows/100, 10k-100k")
     parser.add_argument("--keep", action="store_true", help="reuse a generated catalog")
     parser.add_argument("--stage", choices=("all", "generate", "build", "serve"), default="all")
     args = parser.parse_args()
@@ -319,7 +322,7 @@ def main() -> None:
     nprobes = [int(v) for v in args.nprobe.split(",")]
     if args.stage != "all":
         figures = {
-            "generate": lambda: generate(args.rows, args.work),
+            "generate": lambda: generate(args.rows, args.work, args.artists),
             "build": lambda: build(args.work, args.kind),
             "serve": lambda: serve(args.work, args.queries, nprobes, args.brute),
         }[args.stage]()
