@@ -1,6 +1,9 @@
 """Retrieval on the full real WikiArt metadata: FAISS vs numpy vs pgvector, side by side.
 
-    .venv/bin/python bench/retrieval.py [--reuse] [--queries 200]
+    .venv/bin/python bench/retrieval.py [--reuse] [--queries 200] [--sqlite]
+
+`--sqlite` runs on a SQLite database instead (var/bench-retrieval-sqlite): no pgvector
+rows, everything else the same.
 
 1. A fresh embedded PostgreSQL+pgvector (var/bench-retrieval/pg): migrate, import the
    81,446 real artworks (metadata only), then `build_index`: embed everything with the
@@ -45,10 +48,14 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep an already built database")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--sqlite", action="store_true", help="SQLite, without pgvector rows")
     args = parser.parse_args()
+    global WORK
+    if args.sqlite:
+        WORK = WORK.with_name("bench-retrieval-sqlite")
     if not args.data.is_dir():
         sys.exit(f"{args.data} is missing (the real metadata lives in ../shared/data)")
-    url = f"pgserver://{WORK / 'pg'}"
+    url = f"sqlite:///{WORK / 'db.sqlite3'}" if args.sqlite else f"pgserver://{WORK / 'pg'}"
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -58,7 +65,8 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     if not args.reuse and WORK.exists():
-        pgserver_stop(WORK / "pg")
+        if not args.sqlite:
+            pgserver_stop(WORK / "pg")
         subprocess.run(["rm", "-rf", str(WORK)], check=True)
     WORK.mkdir(parents=True, exist_ok=True)
     figures = {}
@@ -176,15 +184,16 @@ def main() -> None:
             cur.execute(sql, [space.pk, selectors.vector_literal(q), k])
             return [r[0] for r in cur.fetchall()]
 
-    pg(queries[0])
-    pg_t, pg_r = timed(pg)
-    # What the mirror serves in the app: "similar artworks", a stored vector as the query.
-    stored = matrix[np.random.default_rng(0).choice(len(ids), len(queries), replace=False)]
-    pg_sim_t, pg_sim_r = [], []
-    for q in stored:
-        t = time.perf_counter()
-        pg_sim_r.append(pg(q))
-        pg_sim_t.append(time.perf_counter() - t)
+    if not args.sqlite:
+        pg(queries[0])
+        pg_t, pg_r = timed(pg)
+        # What the mirror serves in the app: "similar artworks", a stored vector as the query.
+        stored = matrix[np.random.default_rng(0).choice(len(ids), len(queries), replace=False)]
+        pg_sim_t, pg_sim_r = [], []
+        for q in stored:
+            t = time.perf_counter()
+            pg_sim_r.append(pg(q))
+            pg_sim_t.append(time.perf_counter() - t)
 
     client = Client()
     client.get("/api/search/", {"q": prompts[0], "k": k})
@@ -207,8 +216,14 @@ def main() -> None:
         ("FAISS flat (exact)", flat_t, 1.0),
         ("numpy brute force", exact_t, 1.0),
         ("numpy structure-aware exact", struct_t, recall(struct_r)),
-        ("pgvector HNSW (ef 100)", pg_t, recall(pg_r)),
-        ("pgvector, similar artworks", pg_sim_t, recall(pg_sim_r, stored)),
+        *(
+            []
+            if args.sqlite
+            else [
+                ("pgvector HNSW (ef 100)", pg_t, recall(pg_r)),
+                ("pgvector, similar artworks", pg_sim_t, recall(pg_sim_r, stored)),
+            ]
+        ),
         (f"search API request, k={k}", api_t, None),
         ("search API request, k=20", api20_t, None),
     ]
