@@ -470,7 +470,9 @@ class SlotIndex:
             best = np.argpartition(-exact, wanted - 1)[:wanted] if len(exact) > wanted else None
             if best is None:
                 best = np.arange(len(exact))
-            bound = float(exact[best].min()) if len(best) == wanted else -np.inf
+            # Fewer than asked for (an IVF index scans only `nprobe` lists): the worst
+            # returned is still the bound; with none returned nothing is bounded.
+            bound = float(exact[best].min()) if len(best) else np.inf
         else:
             best = np.arange(len(exact))
             bound = -np.inf  # every distinct content vector was scored
