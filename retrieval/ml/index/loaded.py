@@ -65,7 +65,7 @@ class LoadedIndex:
     exact_allowed_max: int = 50_000
     exact_allowed_fraction: float = 0.2
     slots: SlotIndex | None = field(default=None, repr=False)
-    # "compressed": the rows as parts, in content.npy's order (position -> row: combo_rows).
+    # Slot kinds: the rows as parts, in content.npy's order (position -> row: combo_rows).
     parts: SlotParts | None = field(default=None, repr=False)
     _id_to_row: np.ndarray | None = field(default=None, repr=False)
     _sorted_ids: np.ndarray | None = field(default=None, repr=False)
@@ -118,7 +118,9 @@ class LoadedIndex:
         )
         if slotted:
             loaded.slots = SlotIndex.open(path, index, n, d, params)
-        if kind == "compressed":
+        if slotted:
+            # Exact and filtered scans score the parts (about a quarter of the fused
+            # row's arithmetic and bytes), for both slot kinds.
             loaded.parts = loaded_parts(loaded.slots)
         if (path / "neighbours.npy").is_file():
             table = np.load(path / "neighbours.npy", mmap_mode="r")
