@@ -10,7 +10,13 @@ endif
 # empty: the package index pip is configured with.
 TORCH_INDEX ?=
 VENV := .venv
-STAMP := $(VENV)/.installed
+# GPU=1 (a CUDA host): the `gpu` extra, faiss-gpu instead of faiss-cpu (both are the module
+# `faiss`: the other one is uninstalled first, never both), and torch's default wheel from
+# TORCH_INDEX or PyPI (CUDA on Linux). Searches then run their content scan on the GPU
+# (retrieval/ml/index/gpu.py). Switching GPU on an existing .venv reinstalls.
+GPU ?=
+ML_EXTRA := $(if $(GPU),gpu,ml)
+STAMP := $(VENV)/.installed$(if $(GPU),-gpu)
 
 .PHONY: run test test-real-size install lint format bench-import clean
 
@@ -33,8 +39,10 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(VENV)/bin/pip install -q -e '.[ml,dev]'
+	$(VENV)/bin/pip uninstall -q -y $(if $(GPU),faiss-cpu,faiss-gpu faiss-gpu-cu12 faiss-gpu-cu11)
+	$(VENV)/bin/pip install -q -e '.[$(ML_EXTRA),dev]'
 	mkdir -p var
+	rm -f $(VENV)/.installed $(VENV)/.installed-gpu
 	touch $(STAMP)
 
 lint: install

@@ -24,6 +24,8 @@ Sections (each row shows its baseline beside it; each section its time and peak 
                  (ms/query) and 1,024 per call (queries/s). Without a faiss that has GPU
                  support the GPU half says "skipped" and why (JSON: null + notes.gpu_skipped).
                  torch matmul + topk on the device is timed too: a reference, not our path.
+                 The slot index (`kind="slots"`, fused rows made from those vectors) with
+                 its content search on the GPU (`SlotIndex.attach_gpu`) against the CPU.
 
 Models: `mlcore.real_size.build(role, DIR/role)` (idempotent: a kept --models folder is
 reused; default a temporary folder, deleted at the end), sd15 in float32 (the published main
@@ -357,6 +359,7 @@ def bench_faiss(b: Bench):
             if gpu_build
             else f"faiss {faiss.__version__} has no GPU support (a faiss-cpu build)"
         )
+    fig.update(_slot_gpu_vs_cpu(b, vectors, queries[:m], notes))
     torch = b.torch
     matrix = torch.from_numpy(vectors).to(b.device)
 
@@ -376,7 +379,49 @@ def bench_faiss(b: Bench):
             b.row("faiss", f"{what}, FAISS GPU", fig[f"gpu_{key}"], unit, cpu_base)
         b.row("faiss", f"{what}, FAISS CPU", fig[f"cpu_{key}"], unit)
         b.row("faiss", f"{what}, torch on {where} (reference)", fig[f"torch_{key}"], unit, cpu_base)
+    slot_what = f"slot index k={k}, 1 query/call"
+    if fig["slots_gpu_ms_per_query"] is None:
+        b.row("faiss", f"{slot_what}, GPU: skipped", None, notes["gpu_skipped"])
+    else:
+        base = (fig["slots_cpu_ms_per_query"], "slots CPU")
+        b.row("faiss", f"{slot_what}, GPU content", fig["slots_gpu_ms_per_query"], "ms", base)
+    b.row("faiss", f"{slot_what}, CPU", fig["slots_cpu_ms_per_query"], "ms")
     return fig, notes
+
+
+def _slot_gpu_vs_cpu(b: Bench, vectors, queries, notes) -> dict:
+    """The served slot index (`kind="slots"`, what search uses above 20,000 artworks) over
+    fused rows made from the clustered vectors' first quarter as content (1,119 artists,
+    27 styles, 10 genres plus none), CPU against GPU content search, content + style
+    prompts, one query per call."""
+    import numpy as np
+
+    from retrieval.ml.fusion import query_vector
+    from retrieval.ml.index import LoadedIndex, build_index
+
+    rng = np.random.default_rng(4)
+    n, w = vectors.shape[0], vectors.shape[1] // 4
+    content = vectors[:, :w] / np.linalg.norm(vectors[:, :w], axis=1, keepdims=True)
+
+    def table(m):
+        t = rng.standard_normal((m, w)).astype(np.float32)
+        return t / np.linalg.norm(t, axis=1, keepdims=True)
+
+    genres = np.vstack([np.zeros((1, w), np.float32), table(10)])
+    artists, styles = table(1119), table(27)
+    g, a, s = rng.integers(0, 11, n), rng.integers(0, 1119, n), rng.integers(0, 27, n)
+    rows = (np.hstack([content, genres[g], artists[a], styles[s]]) / 2).astype(np.float32)
+    info = build_index(rows, np.arange(n), b.work / "slots", kind="slots", blocks=4)
+    qs = [query_vector(q[:w], style=styles[i % 27], dim=w) for i, q in enumerate(queries)]
+    out = {"slots_gpu_ms_per_query": None}
+    for device in ("cpu", "gpu") if "gpu_skipped" not in notes else ("cpu",):
+        loaded = LoadedIndex.open(info.path, use_gpu="always" if device == "gpu" else "never")
+        for q in qs[:5]:
+            loaded.search(q[None], 50)
+        seconds, _ = b.timed(lambda loaded=loaded: [loaded.search(q[None], 50) for q in qs])
+        out[f"slots_{device}_ms_per_query"] = seconds / len(qs) * 1000
+        notes[f"slots_{device}_device"] = loaded.device
+    return out
 
 
 # ------------------------------------------------------------------------- driver

@@ -1,15 +1,21 @@
 """Retrieval on the full real WikiArt metadata: FAISS vs numpy vs pgvector, side by side.
 
-    .venv/bin/python bench/retrieval.py [--reuse] [--queries 200]
+    .venv/bin/python bench/retrieval.py [--reuse] [--queries 200] [--sqlite]
+
+`--sqlite` runs on a SQLite database instead (var/bench-retrieval-sqlite): no pgvector
+rows, everything else the same.
 
 1. A fresh embedded PostgreSQL+pgvector (var/bench-retrieval/pg): migrate, import the
    81,446 real artworks (metadata only), then `build_index`: embed everything with the
    offline MiniLM model and build the FAISS index and the pgvector HNSW index. Prints the
    time of that step (target: under 10 minutes on 2 cores).
 2. The same query vectors (prompts built from held-out titles and label names) against
-   FAISS (the index build_index chose), numpy brute force, FAISS flat, and pgvector HNSW:
-   per-query latency p50/p95 and recall@50 against exact search, in one run; and pgvector
-   with stored artwork vectors as queries, as the app uses it (similar artworks).
+   FAISS (the index build_index chose), numpy brute force, the structure-aware exact
+   search (`slot_exact_search`: one content product plus label-table gathers, the same
+   exact top-k), FAISS flat, and pgvector HNSW: per-query latency p50/p95 and recall@50
+   against exact search, in one run, each row's speed-up against both exact baselines
+   (the honest one is the structure-aware column); and pgvector with stored artwork
+   vectors as queries, as the app uses it (similar artworks).
 3. The whole search API request (GET /api/search/?q=...&k=50, text encoding included).
 """
 
@@ -42,10 +48,14 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep an already built database")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--sqlite", action="store_true", help="SQLite, without pgvector rows")
     args = parser.parse_args()
+    global WORK
+    if args.sqlite:
+        WORK = WORK.with_name("bench-retrieval-sqlite")
     if not args.data.is_dir():
         sys.exit(f"{args.data} is missing (the real metadata lives in ../shared/data)")
-    url = f"pgserver://{WORK / 'pg'}"
+    url = f"sqlite:///{WORK / 'db.sqlite3'}" if args.sqlite else f"pgserver://{WORK / 'pg'}"
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -55,7 +65,8 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     if not args.reuse and WORK.exists():
-        pgserver_stop(WORK / "pg")
+        if not args.sqlite:
+            pgserver_stop(WORK / "pg")
         subprocess.run(["rm", "-rf", str(WORK)], check=True)
     WORK.mkdir(parents=True, exist_ok=True)
     figures = {}
@@ -81,7 +92,7 @@ def main() -> None:
 
     from catalog.models import Artwork
     from retrieval import selectors, services
-    from retrieval.ml.index import exact_search
+    from retrieval.ml.index import SlotParts, exact_search, slot_exact_search
     from retrieval.vectors import fused_matrix
 
     space = selectors.space_configured()
@@ -137,6 +148,8 @@ def main() -> None:
         return times, results
 
     exact_t, exact_r = timed(lambda q: exact_search(matrix, ids, q[None, :], k)[1][0])
+    parts = SlotParts.from_fused(matrix)
+    struct_t, struct_r = timed(lambda q: slot_exact_search(parts, ids, q[None, :], k)[1][0])
     faiss_t, faiss_r = timed(lambda q: loaded.search(q[None, :], k)[1][0])
     flat = faiss.IndexFlatIP(matrix.shape[1])
     flat.add(matrix)
@@ -171,15 +184,16 @@ def main() -> None:
             cur.execute(sql, [space.pk, selectors.vector_literal(q), k])
             return [r[0] for r in cur.fetchall()]
 
-    pg(queries[0])
-    pg_t, pg_r = timed(pg)
-    # What the mirror serves in the app: "similar artworks", a stored vector as the query.
-    stored = matrix[np.random.default_rng(0).choice(len(ids), len(queries), replace=False)]
-    pg_sim_t, pg_sim_r = [], []
-    for q in stored:
-        t = time.perf_counter()
-        pg_sim_r.append(pg(q))
-        pg_sim_t.append(time.perf_counter() - t)
+    if not args.sqlite:
+        pg(queries[0])
+        pg_t, pg_r = timed(pg)
+        # What the mirror serves in the app: "similar artworks", a stored vector as the query.
+        stored = matrix[np.random.default_rng(0).choice(len(ids), len(queries), replace=False)]
+        pg_sim_t, pg_sim_r = [], []
+        for q in stored:
+            t = time.perf_counter()
+            pg_sim_r.append(pg(q))
+            pg_sim_t.append(time.perf_counter() - t)
 
     client = Client()
     client.get("/api/search/", {"q": prompts[0], "k": k})
@@ -201,8 +215,15 @@ def main() -> None:
         (f"FAISS {loaded.kind} (served)", faiss_t, recall(faiss_r)),
         ("FAISS flat (exact)", flat_t, 1.0),
         ("numpy brute force", exact_t, 1.0),
-        ("pgvector HNSW (ef 100)", pg_t, recall(pg_r)),
-        ("pgvector, similar artworks", pg_sim_t, recall(pg_sim_r, stored)),
+        ("numpy structure-aware exact", struct_t, recall(struct_r)),
+        *(
+            []
+            if args.sqlite
+            else [
+                ("pgvector HNSW (ef 100)", pg_t, recall(pg_r)),
+                ("pgvector, similar artworks", pg_sim_t, recall(pg_sim_r, stored)),
+            ]
+        ),
         (f"search API request, k={k}", api_t, None),
         ("search API request, k=20", api20_t, None),
     ]
@@ -210,13 +231,16 @@ def main() -> None:
         f"\n{len(ids):,} artworks x {matrix.shape[1]}-d, {len(queries)} queries, k={k}, "
         f"faiss threads {faiss.omp_get_max_threads()}"
     )
-    print(f"{'':28}{'p50 ms':>10}{'p95 ms':>10}{'recall@50':>11}{'x vs numpy p50':>16}")
-    base = pct(exact_t, 50)
+    print(
+        f"{'':30}{'p50 ms':>10}{'p95 ms':>10}{'recall@50':>11}"
+        f"{'x vs numpy':>12}{'x vs structured':>17}"
+    )
+    base, honest = pct(exact_t, 50), pct(struct_t, 50)
     for name, times, rec in rows:
         rec_s = f"{rec:.3f}" if rec is not None else "-"
         print(
-            f"{name:28}{pct(times, 50):>10.3f}{pct(times, 95):>10.3f}{rec_s:>11}"
-            f"{base / pct(times, 50):>16.1f}"
+            f"{name:30}{pct(times, 50):>10.3f}{pct(times, 95):>10.3f}{rec_s:>11}"
+            f"{base / pct(times, 50):>12.1f}{honest / pct(times, 50):>17.1f}"
         )
     print(
         "search API p50 by part (ms): "
@@ -224,7 +248,8 @@ def main() -> None:
     )
     print(
         "\ntargets: FAISS p50 <= 1 ms with recall@50 >= 0.99 and >= 20x faster than numpy; "
-        "API p50 < 25 ms"
+        "API p50 < 25 ms. 'x vs structured' is the ratio to quote: the exact search that "
+        "uses the slot structure, not brute force over every fused dimension."
     )
 
 

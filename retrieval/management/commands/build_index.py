@@ -16,9 +16,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--kind",
             default="auto",
-            choices=["auto", "flat", "slots"],
-            help="auto: exact (flat) up to RETRIEVAL_EXACT_MAX artworks (a tuning constant), "
-            "slots above",
+            choices=["auto", "flat", "slots", "compressed"],
+            help=(
+                "auto: exact (flat) up to RETRIEVAL_EXACT_MAX artworks (a tuning constant), "
+                "slots above, compressed above 500,000"
+            ),
         )
         parser.add_argument(
             "--queue", action="store_true", help="run it as a Celery job instead of in this process"

@@ -4,7 +4,8 @@ One module per responsibility:
 
 - `versions.py`: the folders on disk (`CURRENT`, `versions/<v>/`), atomic switch, pruning.
 - `build.py`: `build_index` writes a version (validate, build, fsync, rename, switch).
-- `exact.py`: exact search in numpy (the baseline, and filtered scans of slot indexes).
+- `exact.py`: exact search in numpy: brute force, and the structure-aware exact search
+  over fused rows kept as parts (`SlotParts`), the honest baseline of the slot indexes.
 - `slots.py`: the slot index over MythraGen's fused [content, genre, artist, style] rows.
 - `gpu.py`: moving a flat index to a GPU (faiss-gpu builds only).
 - `overlay.py`: vectors changed since a build (`OVERLAY.npz`), served without a rebuild.
@@ -19,7 +20,7 @@ This package imports FAISS; Django code imports it only when it searches or buil
 """
 
 from .build import KINDS, IndexInfo, build_index
-from .exact import exact_search
+from .exact import SlotParts, exact_search, slot_exact_search
 from .gpu import GPU_MODES
 from .loaded import LoadedIndex
 from .overlay import (
@@ -42,6 +43,7 @@ __all__ = [
     "IndexStore",
     "LoadedIndex",
     "Overlay",
+    "SlotParts",
     "build_index",
     "exact_search",
     "list_versions",
@@ -50,4 +52,5 @@ __all__ = [
     "overlay_write",
     "prune_versions",
     "read_current",
+    "slot_exact_search",
 ]

@@ -4,9 +4,9 @@ A version folder holds:
 
     index.faiss      FAISS index: flat over all rows, or a slot index's content index
     ids.npy          int64 catalog id of each row
-    vectors.npy      float32 (n, d) rows, for exact and filtered search
+    vectors.npy      float32 (n, d) rows, for exact and filtered search (not "compressed")
     meta.json        kind, n, d, parameters, timings, the caller's meta, `snapshot_at`
-    slots.npz, content.npy   slot indexes only (`slots.py`)
+    slots.npz, content.npy   slot and compressed indexes only (`slots.py`, `compressed.py`)
     neighbours.npy   optional: each row's nearest rows (`build_index`'s `neighbours`)
 
 Builds never touch the served version: a build writes a temporary folder inside `root`,
@@ -33,7 +33,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from .gpu import check_gpu_mode, gpu_count
+from .compressed import COMPRESSED_MIN, compressed_build
+from .exact import SlotParts
+from .gpu import GPU_KINDS, check_gpu_mode, gpu_count
 from .loaded import LoadedIndex
 from .overlay import overlay_compact
 from .slots import slot_build, slot_tables_write
@@ -50,7 +52,7 @@ from .versions import (
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("auto", "flat", "slots")
+KINDS = ("auto", "flat", "slots", "compressed")
 
 Progress = Callable[[str, float], None]
 
@@ -81,15 +83,36 @@ def _validate(vectors: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndar
     return vectors, ids
 
 
-def _choose_kind(kind: str, n: int, exact_max: int, blocks: int = 0) -> str:
+def _validate_parts(parts: SlotParts, ids: np.ndarray) -> np.ndarray:
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if ids.ndim != 1 or ids.shape[0] != parts.n:
+        raise ValueError(f"ids must be 1-d with {parts.n} entries, got {ids.shape}")
+    if np.unique(ids).shape[0] != ids.shape[0]:
+        raise ValueError("ids must be unique (one row per artwork)")
+    for start in range(0, parts.n, 65536):
+        if not np.isfinite(parts.content[start : start + 65536]).all():
+            raise ValueError("vectors contain NaN or infinite values")
+    if not all(np.isfinite(t).all() for t in parts.labels):
+        raise ValueError("vectors contain NaN or infinite values")
+    top = parts.label_of_row.max(axis=0) if parts.n else np.full(3, -1)
+    if parts.n and (parts.label_of_row.min() < 0 or (top >= [len(t) for t in parts.labels]).any()):
+        raise ValueError("label_of_row points outside the label tables")
+    return ids
+
+
+def _choose_kind(
+    kind: str, n: int, exact_max: int, blocks: int = 0, compressed_min: int = COMPRESSED_MIN
+) -> str:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if kind == "auto":
-        # Above exact_max the slot index, which needs the fused layout; other vectors
-        # (tests, benchmarks) stay flat.
-        return "slots" if n > exact_max and blocks == 4 else "flat"
-    if kind == "slots" and blocks != 4:
-        raise ValueError("kind 'slots' needs fused vectors of 4 blocks (blocks=4)")
+        # Above exact_max the slot index, above compressed_min its compressed kind; both
+        # need the fused layout; other vectors (tests, benchmarks) stay flat.
+        if blocks != 4 or n <= exact_max:
+            return "flat"
+        return "compressed" if n > compressed_min else "slots"
+    if kind in ("slots", "compressed") and blocks != 4:
+        raise ValueError(f"kind {kind!r} needs fused vectors of 4 blocks (blocks=4)")
     if n == 0:
         return "flat"  # nothing to build a content index from
     return kind
@@ -105,7 +128,7 @@ def _add_in_chunks(index, vectors: np.ndarray, report: Callable[[float], None]) 
 
 def _write_neighbours(
     folder: Path,
-    vectors: np.ndarray,
+    vectors: np.ndarray | SlotParts,
     ids: np.ndarray,
     k: int,
     blocks: int,
@@ -115,12 +138,15 @@ def _write_neighbours(
     """`neighbours.npy`: (n, k) catalog ids of each row's nearest other rows, searched in
     the version just written (so each kind finds them as its searches would)."""
     loaded = LoadedIndex.open(folder)
-    n, d = vectors.shape
+    n, d = loaded.n, loaded.d
     width = d // blocks
     out = np.full((n, k), -1, dtype=np.int64)
     step = 1024
     for start in range(0, n, step):
-        queries = np.array(vectors[start : start + step], dtype=np.float32, copy=True)
+        if isinstance(vectors, SlotParts):
+            queries = vectors.fused(np.arange(start, min(start + step, n)))
+        else:
+            queries = np.array(vectors[start : start + step], dtype=np.float32, copy=True)
         if blind is not None:
             queries[:, blind * width : (blind + 1) * width] = 0
         _scores, found = loaded.search(queries, k + 1)
@@ -134,32 +160,42 @@ def _write_neighbours(
 
 
 def _write_version_files(
-    folder: Path, index, vectors: np.ndarray, ids: np.ndarray, meta: dict[str, Any]
+    folder: Path, index, vectors: np.ndarray | None, ids: np.ndarray, meta: dict[str, Any]
 ) -> None:
     faiss.write_index(index, str(folder / "index.faiss"))
     np.save(folder / "ids.npy", ids)
-    np.save(folder / "vectors.npy", vectors)
+    names = ["index.faiss", "ids.npy", "meta.json"]
+    if vectors is not None:  # the compressed kind stores no fused rows
+        np.save(folder / "vectors.npy", vectors)
+        names.append("vectors.npy")
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    for name in ("index.faiss", "ids.npy", "vectors.npy", "meta.json"):
+    for name in names:
         fsync_file(folder / name)
     fsync_dir(folder)
 
 
-def _version_name(vectors: np.ndarray, ids: np.ndarray) -> str:
+def _version_name(vectors: np.ndarray | SlotParts, ids: np.ndarray) -> str:
     digest = hashlib.blake2b(digest_size=4)
     digest.update(ids.tobytes())
-    digest.update(vectors.tobytes())
+    if isinstance(vectors, SlotParts):
+        for start in range(0, vectors.n, 65536):
+            digest.update(np.ascontiguousarray(vectors.content[start : start + 65536]).tobytes())
+        for table in (*vectors.labels, vectors.label_of_row):
+            digest.update(np.ascontiguousarray(table).tobytes())
+    else:
+        digest.update(vectors.tobytes())
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return f"{stamp}-{digest.hexdigest()}"
 
 
 def build_index(
-    vectors: np.ndarray,
+    vectors: np.ndarray | SlotParts,
     ids: np.ndarray,
     root: Path,
     *,
     kind: str = "auto",
     exact_max: int = 20000,
+    compressed_min: int = COMPRESSED_MIN,
     use_gpu: str = "auto",
     progress: Progress | None = None,
     meta: dict | None = None,
@@ -172,10 +208,14 @@ def build_index(
     """Build an index of `vectors` (rows for catalog `ids`) as a new version under `root`.
 
     `kind` "auto" is "flat" (exact) for n <= `exact_max`, and above it "slots" when
-    `blocks=4`, else "flat"; "flat" and "slots" can be forced. (HNSW and IVF kinds were
-    removed: on the fused vectors both lost recall that a scan keeps, see `slots.py`.)
-    `use_gpu` ("auto", "always", "never") is recorded and decides whether readers move
-    flat indexes to a GPU (only on a faiss-gpu build with a device).
+    `blocks=4` (above `compressed_min`: "compressed", `compressed.py`), else "flat"; every
+    kind can be forced. `vectors` may be given as `SlotParts` (content, possibly
+    memory-mapped, plus label tables: implies `blocks=4`), which the compressed kind builds
+    from without ever holding the fused matrix; other kinds put the rows together. (The
+    HNSW and IVF kinds over fused rows were removed: both lost recall that a scan keeps,
+    see `slots.py`.)
+    `use_gpu` ("auto", "always", "never") is recorded and decides whether readers search
+    content on a GPU (only on a faiss-gpu build with a device; `gpu.py`).
     `progress(stage, fraction)` is called with fraction in [0, 1]. `meta` (JSON-able: model
     id, catalog version, ...) is stored as meta["user"]. After the switch, versions beyond
     the newest `keep` are deleted (never the current one).
@@ -198,11 +238,22 @@ def build_index(
         raise ValueError("keep must be at least 1")
     use_gpu = check_gpu_mode(use_gpu)
     report("validating", 0.0)
-    vectors, ids = _validate(vectors, ids)
-    n, d = vectors.shape
+    if isinstance(vectors, SlotParts):
+        blocks, parts = 4, vectors
+        ids = _validate_parts(parts, ids)
+        n, d = parts.n, parts.d
+    else:
+        vectors, ids = _validate(vectors, ids)
+        n, d = vectors.shape
+        parts = None
     if blocks and d % blocks:
         raise ValueError(f"d={d} is not divisible into {blocks} blocks")
-    chosen = _choose_kind(kind, n, exact_max, blocks)
+    chosen = _choose_kind(kind, n, exact_max, blocks, compressed_min)
+    if chosen == "compressed" and parts is None:
+        parts = SlotParts.from_fused(vectors)
+    elif chosen != "compressed" and parts is not None:
+        vectors = parts.fused()  # flat and slots keep the fused rows
+        parts = None
     user_meta = dict(meta or {})
     json.dumps(user_meta)  # fail before building if the caller's meta is not JSON-able
 
@@ -210,15 +261,19 @@ def build_index(
     (root / VERSIONS_DIR).mkdir(parents=True, exist_ok=True)
     report("building", 0.05)
     tables = None
-    if chosen == "slots":
+    if chosen == "compressed":
+        index, params, tables = compressed_build(
+            parts, report=lambda f: report("building", 0.05 + 0.7 * f)
+        )
+    elif chosen == "slots":
         index, params, tables = slot_build(vectors)
     else:
         index, params = faiss.IndexFlatIP(d), {}
         _add_in_chunks(index, vectors, lambda f: report("building", 0.05 + 0.75 * f))
-    version = _version_name(vectors, ids)
+    version = _version_name(parts if parts is not None else vectors, ids)
     build_seconds = time.perf_counter() - started
     gpus = gpu_count()
-    on_gpu = use_gpu != "never" and gpus > 0 and chosen == "flat"
+    on_gpu = use_gpu != "never" and gpus > 0 and chosen in GPU_KINDS
     full_meta = {
         "format": FORMAT_VERSION,
         "version": version,
@@ -227,7 +282,7 @@ def build_index(
         "n": n,
         "d": d,
         "metric": "inner_product",
-        "params": {**params, "exact_max": exact_max},
+        "params": {**params, "exact_max": exact_max, "compressed_min": compressed_min},
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "snapshot_at": snapshot_at,
         "build_seconds": round(build_seconds, 4),
@@ -236,7 +291,7 @@ def build_index(
         "gpu": {
             "use_gpu": use_gpu,
             "gpus_at_build": gpus,
-            # Readers move only flat indexes to a GPU (see LoadedIndex.open).
+            # Readers search content on a GPU when they have one (see LoadedIndex.open).
             "search_device": "cuda:0" if on_gpu else "cpu",
         },
         "user": user_meta,
@@ -248,13 +303,14 @@ def build_index(
     renamed = False
     try:
         tmp.mkdir()
-        _write_version_files(tmp, index, vectors, ids, full_meta)
+        _write_version_files(tmp, index, None if parts is not None else vectors, ids, full_meta)
         if tables is not None:
-            slot_tables_write(tmp, tables, vectors)
+            content = parts.content if parts is not None else vectors[:, : d // 4]
+            slot_tables_write(tmp, tables, content)
         if neighbours > 0:
             _write_neighbours(
                 tmp,
-                vectors,
+                parts if parts is not None else vectors,
                 ids,
                 neighbours,
                 blocks or 1,

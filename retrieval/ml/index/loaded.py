@@ -4,12 +4,17 @@ Two kinds are served (`build.py` decides which a build writes):
 
 * ``flat``: a FAISS `IndexFlatIP` over every row (exact). A filtered search
   (`allowed_ids`) scans only the allowed rows through an `IDSelectorBitmap`; an
-  unfiltered one runs on a GPU copy when there is one (`gpu.py`).
+  unfiltered one runs on a GPU copy when there is one (`gpu.py`). A slot index on a GPU
+  host searches its content exactly there (`SlotIndex.attach_gpu`).
 * ``slots``: the slot index over MythraGen's fused vectors (`slots.py`). A filtered
   search allowing at most max(`exact_allowed_max`, `exact_allowed_fraction` * n) rows
   scans those rows exactly in numpy (`exact.py`); larger allowed sets take the slot
   search with the filter applied. Any query it answers with fewer than k rows (while k
   are allowed) is redone exactly.
+
+* ``compressed``: the slot search over an IVF fast-scan content index, with no fused rows
+  stored (`compressed.py`): exact and filtered scans score rows from their parts
+  (`exact.slot_exact_rows`), `vectors_of` puts fused vectors together.
 
 Flat search is exact; the slot search found 99.7% of the exact top 50 on the real catalog
 at its defaults (`SlotIndex.refine`). Overlaid rows (`overlay.py`) are searched with their
@@ -27,13 +32,14 @@ from typing import Any
 import faiss
 import numpy as np
 
-from .exact import as_queries, exact_rows, merge_hits
+from .compressed import loaded_parts
+from .exact import SlotParts, as_queries, exact_rows, merge_hits, slot_exact_rows
 from .gpu import to_gpu, wants_gpu
 from .overlay import AppliedOverlay, Overlay, overlay_apply
 from .slots import SlotIndex
 from .versions import FORMAT_VERSION
 
-SERVED_KINDS = ("flat", "slots")
+SERVED_KINDS = ("flat", "slots", "compressed")
 
 
 @dataclass
@@ -51,7 +57,7 @@ class LoadedIndex:
     meta: dict[str, Any]
     index: Any = field(repr=False)
     ids: np.ndarray = field(repr=False)
-    vectors: np.ndarray = field(repr=False)
+    vectors: np.ndarray | None = field(repr=False)  # None for "compressed" (see `parts`)
     device: str = "cpu"
     gpu_index: Any = field(default=None, repr=False)
     # Slot indexes: filters allowing at most this many rows (or this share of n) are
@@ -59,7 +65,8 @@ class LoadedIndex:
     exact_allowed_max: int = 50_000
     exact_allowed_fraction: float = 0.2
     slots: SlotIndex | None = field(default=None, repr=False)
-    _gpu_resources: Any = field(default=None, repr=False)
+    # Slot kinds: the rows as parts, in content.npy's order (position -> row: combo_rows).
+    parts: SlotParts | None = field(default=None, repr=False)
     _id_to_row: np.ndarray | None = field(default=None, repr=False)
     _sorted_ids: np.ndarray | None = field(default=None, repr=False)
     _sorted_rows: np.ndarray | None = field(default=None, repr=False)
@@ -85,15 +92,16 @@ class LoadedIndex:
             )
         index = faiss.read_index(str(path / "index.faiss"), faiss.IO_FLAG_MMAP_IFC)
         ids = np.load(path / "ids.npy", mmap_mode="r")
-        vectors = np.load(path / "vectors.npy", mmap_mode="r")
+        slotted = kind in ("slots", "compressed")
+        vectors = None if kind == "compressed" else np.load(path / "vectors.npy", mmap_mode="r")
         n, d = int(meta["n"]), int(meta["d"])
         params = meta.get("params", {})
-        index_d = d // 4 if kind == "slots" else d
-        index_n = int(params.get("distinct_content", n)) if kind == "slots" else n
+        index_d = d // 4 if slotted else d
+        index_n = int(params.get("distinct_content", n)) if slotted else n
         if (
             index.ntotal != index_n
             or ids.shape != (n,)
-            or vectors.shape != (n, d)
+            or (vectors is not None and vectors.shape != (n, d))
             or index.d != index_d
         ):
             raise ValueError(f"{path}: index, ids and vectors disagree with meta.json")
@@ -108,15 +116,23 @@ class LoadedIndex:
             ids=ids,
             vectors=vectors,
         )
-        if kind == "slots":
+        if slotted:
             loaded.slots = SlotIndex.open(path, index, n, d, params)
+        if slotted:
+            # Exact and filtered scans score the parts (about a quarter of the fused
+            # row's arithmetic and bytes), for both slot kinds.
+            loaded.parts = loaded_parts(loaded.slots)
         if (path / "neighbours.npy").is_file():
             table = np.load(path / "neighbours.npy", mmap_mode="r")
             if table.shape[0] != n:
                 raise ValueError(f"{path}: neighbours.npy disagrees with meta.json")
             loaded._neighbours = table
         if wants_gpu(use_gpu or meta.get("gpu", {}).get("use_gpu", "auto"), kind, n):
-            loaded.gpu_index, loaded._gpu_resources = to_gpu(index)
+            # The content search moves; tables and mapped files stay on the CPU.
+            if loaded.slots is not None:
+                loaded.slots.attach_gpu()
+            else:
+                loaded.gpu_index = to_gpu(index)
             loaded.device = "cuda:0"
         return loaded
 
@@ -172,9 +188,12 @@ class LoadedIndex:
         rows = self._rows_of(np.asarray(artwork_ids, dtype=np.int64))
         if (rows < 0).any():
             raise KeyError("some artworks are not in this index version")
-        order = np.argsort(rows)  # read the mapped file in order
-        out = np.empty((len(rows), self.d), dtype=np.float32)
-        out[order] = self.vectors[rows[order]]
+        if self.parts is not None:
+            out = self.parts.fused(self.slots.tables["position_of_row"][rows])
+        else:
+            order = np.argsort(rows)  # read the mapped file in order
+            out = np.empty((len(rows), self.d), dtype=np.float32)
+            out[order] = self.vectors[rows[order]]
         overlay = self._overlay
         if overlay is not None:
             changed = overlay.mask[rows]
@@ -292,6 +311,12 @@ class LoadedIndex:
             del bits  # the selector points into it: keep it alive until here
             return found
         rows = None if mask is None else np.flatnonzero(mask)
+        if self.parts is not None:  # score the parts, in content.npy's order
+            positions = (
+                None if rows is None else np.sort(self.slots.tables["position_of_row"][rows])
+            )
+            scores, found = slot_exact_rows(self.parts, q, k, positions)
+            return scores, self.slots.tables["combo_rows"][found].astype(np.int64)
         return exact_rows(self.vectors, q, k, rows)
 
     def _fill_short(self, q, scores, rows, k, mask) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from .exact import SlotParts
+from .gpu import GPU_MAX_K, gpu_flat
 from .versions import fsync_file
 
 SLOT_LAYOUT = 3  # version of the slot index layout; older slot indexes must be rebuilt
@@ -36,19 +38,21 @@ SLOT_PQ_MIN = 4096  # fewer distinct content vectors: exact flat content index
 
 def slot_build(vectors: np.ndarray) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
     """(content index, its meta params, look-up tables) for fused rows of 4 equal blocks."""
-    d = vectors.shape[1]
-    tables = slot_tables(vectors)
+    parts = SlotParts.from_fused(vectors)
+    tables = slot_tables_parts(parts)
     groups = tables["content_rows"][tables["content_ptr"][:-1]]
-    content = np.ascontiguousarray(vectors[groups, : d // 4])
-    index, content_index = _content_index(content)
-    params = {
+    index, content_index = _content_index(np.ascontiguousarray(parts.content[groups]))
+    return index, slot_params(tables, content_index), tables
+
+
+def slot_params(tables: dict[str, np.ndarray], content_index: str) -> dict[str, Any]:
+    return {
         "blocks": 4,
         "slot_layout": SLOT_LAYOUT,
         "content_index": content_index,
-        "distinct_content": int(content.shape[0]),
+        "distinct_content": int(len(tables["content_ptr"]) - 1),
         "label_combinations": int(tables["combo_labels"].shape[0]),
     }
-    return index, params, tables
 
 
 def _content_index(content: np.ndarray) -> tuple[Any, str]:
@@ -79,6 +83,11 @@ def _content_index(content: np.ndarray) -> tuple[Any, str]:
 
 
 def slot_tables(vectors: np.ndarray) -> dict[str, np.ndarray]:
+    """The look-up tables of a slot index over fused rows (see `slot_tables_parts`)."""
+    return slot_tables_parts(SlotParts.from_fused(vectors))
+
+
+def slot_tables_parts(parts: SlotParts) -> dict[str, np.ndarray]:
     """The look-up tables of a slot index (see `SlotIndex.search_one`).
 
     - `inverse` (n, 3) and `u0..u2`: for each label block (genre, artist, style) its
@@ -92,21 +101,15 @@ def slot_tables(vectors: np.ndarray) -> dict[str, np.ndarray]:
       content blocks (the content index holds each distinct content vector once: many
       works share a title such as "Untitled").
     """
-    d4 = vectors.shape[1] // 4
-    n = vectors.shape[0]
-    inverse = np.zeros((n, 3), dtype=np.int32)
-    tables: dict[str, np.ndarray] = {}
-    for b in range(3):
-        block = np.ascontiguousarray(vectors[:, (b + 1) * d4 : (b + 2) * d4])
-        uniq, inv = np.unique(block, axis=0, return_inverse=True)
-        tables[f"u{b}"] = uniq.astype(np.float32)
-        inverse[:, b] = inv.reshape(-1)
+    n = parts.n
+    inverse = np.ascontiguousarray(parts.label_of_row, dtype=np.int32)
+    tables: dict[str, np.ndarray] = {f"u{b}": parts.labels[b] for b in range(3)}
     tables["inverse"] = inverse
     combos, combo_of_row = np.unique(inverse, axis=0, return_inverse=True)
     tables["combo_labels"] = combos.astype(np.int32)
     for name, groups, count in (
         ("combo", combo_of_row.reshape(-1), len(combos)),
-        ("content", content_groups(vectors[:, :d4]), None),
+        ("content", content_groups(parts.content), None),
     ):
         if count is None:
             count = int(groups.max()) + 1 if n else 0
@@ -122,26 +125,75 @@ def slot_tables(vectors: np.ndarray) -> dict[str, np.ndarray]:
     return tables
 
 
-def content_groups(content: np.ndarray) -> np.ndarray:
-    """For each row, the number of its distinct content vector (first-seen order)."""
-    content = np.ascontiguousarray(content, dtype=np.float32)
-    keys = content.view(np.dtype((np.void, content.dtype.itemsize * content.shape[1])))
-    _uniq, first, inverse = np.unique(keys.reshape(-1), return_index=True, return_inverse=True)
+def content_groups(content: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """For each row, the number of its distinct content vector (first-seen order).
+
+    Rows are hashed chunk by chunk (a random odd multiplier per 64-bit word, summed with
+    wrap-around), so a memory-mapped (n, w) block is never copied whole; every row is
+    then compared with its group's first row, and a collision (never seen) falls back to
+    sorting the rows themselves.
+    """
+    n, w = content.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    words = (w * content.dtype.itemsize + 7) // 8
+    multipliers = np.random.default_rng(0).integers(1, 2**63, words, dtype=np.uint64) | 1
+    keys = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, chunk):
+        block = _row_words(content[start : start + chunk], words)
+        with np.errstate(over="ignore"):
+            keys[start : start + chunk] = (block * multipliers).sum(axis=1, dtype=np.uint64)
+    _uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        leaders = first[inverse[start:stop]]
+        if not np.array_equal(np.asarray(content[start:stop]), np.asarray(content[leaders])):
+            return _content_groups_sorted(content)  # a hash collision
+    return _first_seen_order(first, inverse)
+
+
+def _row_words(block: np.ndarray, words: int) -> np.ndarray:
+    raw = np.ascontiguousarray(block).view(np.uint8).reshape(len(block), -1)
+    if raw.shape[1] != words * 8:
+        raw = np.pad(raw, ((0, 0), (0, words * 8 - raw.shape[1])))
+    return raw.view(np.uint64)
+
+
+def _first_seen_order(first: np.ndarray, inverse: np.ndarray) -> np.ndarray:
     # Renumber by first appearance so unique content i is row-ordered (stable, readable).
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(len(first))
     return rank[inverse.reshape(-1)]
 
 
-def slot_tables_write(folder: Path, tables: dict[str, np.ndarray], vectors: np.ndarray) -> None:
-    """slots.npz, and content.npy: the content blocks in combination order, so the rows of
-    one label combination are one contiguous slice (scored without gathering)."""
+def _content_groups_sorted(content: np.ndarray) -> np.ndarray:
+    content = np.ascontiguousarray(content, dtype=np.float32)
+    keys = content.view(np.dtype((np.void, content.dtype.itemsize * content.shape[1])))
+    _uniq, first, inverse = np.unique(keys.reshape(-1), return_index=True, return_inverse=True)
+    return _first_seen_order(first, inverse)
+
+
+def slot_tables_write(
+    folder: Path, tables: dict[str, np.ndarray], content: np.ndarray, chunk: int = 65536
+) -> None:
+    """slots.npz, and content.npy: the content blocks (`content`, (n, w), may be mapped)
+    in combination order, so the rows of one label combination are one contiguous slice
+    (scored without gathering). Written chunk by chunk."""
     with open(folder / "slots.npz", "wb") as fh:
         np.savez(fh, **tables)
         fh.flush()
         os.fsync(fh.fileno())
-    d4 = vectors.shape[1] // 4
-    np.save(folder / "content.npy", np.ascontiguousarray(vectors[tables["combo_rows"], :d4]))
+    order = tables["combo_rows"]
+    out = np.lib.format.open_memmap(
+        folder / "content.npy", mode="w+", dtype=np.float32, shape=(len(order), content.shape[1])
+    )
+    for start in range(0, len(order), chunk):
+        rows = order[start : start + chunk]
+        sorted_rows = np.sort(rows)  # read a mapped input in order
+        block = np.asarray(content[sorted_rows], dtype=np.float32)
+        out[start : start + len(rows)] = block[np.searchsorted(sorted_rows, rows)]
+    out.flush()
+    del out
     fsync_file(folder / "content.npy")
 
 
@@ -212,6 +264,26 @@ def _expand(ptr: np.ndarray, members: np.ndarray, groups: np.ndarray):
     return members[positions].astype(np.int64), owner
 
 
+HOT_HEAD = 2048  # combinations sorted at first by the threshold step (`_best_first`)
+
+
+def _best_first(combos: np.ndarray, label: np.ndarray, head: int):
+    """(the `head` best of `combos` by label, best first; the others unsorted, or None)."""
+    if len(combos) <= head:
+        return combos[np.argsort(-label[combos], kind="stable")], None
+    part = np.argpartition(-label[combos], head - 1)
+    first = combos[part[:head]]
+    return first[np.argsort(-label[first], kind="stable")], combos[part[head:]]
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Whether each of `values` is in `sorted_set` (sorted, unique)."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[pos] == values
+
+
 @dataclass
 class SlotIndex:
     """A loaded slot index: the content index, the tables and the mapped content blocks."""
@@ -229,6 +301,8 @@ class SlotIndex:
     content_candidates: int = 200
     # At most this many rows are re-scored by the threshold step of one search.
     expand_max: int = 30_000
+    # On a GPU host: an exact flat index of the distinct content vectors (`attach_gpu`).
+    gpu_index: Any = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: Path, index, n: int, d: int, params: dict) -> SlotIndex:
@@ -246,8 +320,23 @@ class SlotIndex:
         content = np.load(path / "content.npy", mmap_mode="r")
         if content.shape != (n, d // 4):
             raise ValueError(f"{path}: content.npy disagrees with meta.json")
+        if "nprobe" in params:  # the compressed kind's IVF content index
+            faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
         # A plain array view of the mapped file: faster indexing.
         return cls(index=index, tables=tables, content=content.view(np.ndarray), n=n, d=d)
+
+    def distinct_content(self, chunk: int = 65536):
+        """The distinct content vectors in the content index's order, in chunks."""
+        t = self.tables
+        first = t["position_of_row"][t["content_rows"][t["content_ptr"][:-1]]]
+        for start in range(0, len(first), chunk):
+            yield np.ascontiguousarray(self.content[first[start : start + chunk]])
+
+    def attach_gpu(self) -> None:
+        """Search content on GPU 0: an exact flat copy of the distinct content vectors,
+        on the process's shared GPU resources (`gpu.py`). Exact, so step 1 of `search_one`
+        needs no compressed scan and its bound is exact."""
+        self.gpu_index = gpu_flat(self.d // 4, self.distinct_content())
 
     def search(self, q, k, mask) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) of each query row of `q`, among rows where `mask` (None: all)."""
@@ -304,16 +393,27 @@ class SlotIndex:
         # tie with the k-th best are not needed: ties may go either way.)
         hot = np.flatnonzero(combo_label > kth - bound) if bound > -np.inf else np.zeros(0, int)
         if len(hot):
-            hot = hot[np.argsort(-combo_label[hot], kind="stable")]
+            # Sorted lazily: the best HOT_HEAD combinations first (usually all a search
+            # needs), the rest only if the loop reaches them (label-only queries on a
+            # catalog with 10^5 combinations would otherwise sort them all every time).
+            hot, pending = _best_first(hot, combo_label, HOT_HEAD)
             falling = -combo_label[hot]  # ascending
             ends = np.cumsum(t["combo_sizes"][hot])
-            seen = np.zeros(self.n, dtype=bool)
-            seen[scored] = True
+            # Rows already scored: those of step 1 (combinations never share rows).
+            seen = np.sort(scored)
             budget = self.expand_max
             start, batch = 0, 256
-            while start < len(hot) and budget > 0:
+            while start < len(hot) or pending is not None:
+                if budget <= 0:
+                    break
                 # Combinations that can still beat the k-th best: label > kth - bound.
                 cut = int(np.searchsorted(falling, bound - kth, side="left"))
+                if cut >= len(hot) and pending is not None:
+                    more, pending = _best_first(pending, combo_label, len(pending))
+                    hot = np.concatenate([hot, more])
+                    falling = -combo_label[hot]
+                    ends = np.cumsum(t["combo_sizes"][hot])
+                    continue
                 if cut <= start:
                     break
                 before = ends[start - 1] if start else 0
@@ -322,12 +422,13 @@ class SlotIndex:
                 positions, _owner = _expand(t["combo_ptr"], None, hot[start:stop])
                 start, batch = stop, batch * 2
                 rows = t["combo_rows"][positions]
-                keep = ~seen[rows] if mask is None else ~seen[rows] & mask[rows]
+                keep = ~_member(rows, seen)
+                if mask is not None:
+                    keep &= mask[rows]
                 positions, rows = positions[keep][:budget], rows[keep][:budget]
                 if not len(rows):
                     continue
                 budget -= len(rows)
-                seen[rows] = True
                 add = combo_label[t["combo_of_row"][rows]]
                 if has_content:
                     add = add + dot_rows(self.content, qc, positions)
@@ -357,8 +458,11 @@ class SlotIndex:
             fraction = max(float(mask.mean()), 1e-6)
             refine = int(math.ceil(refine / fraction))
             wanted = int(math.ceil(wanted / fraction))
+        index = self.index
+        if self.gpu_index is not None and wanted <= GPU_MAX_K:
+            index, refine = self.gpu_index, wanted  # exact: nothing to refine
         refine = min(refine, total)
-        _approx, groups = self.index.search(qc[None, :], refine)
+        _approx, groups = index.search(qc[None, :], refine)
         groups = groups[0][groups[0] >= 0]
         first = t["content_rows"][t["content_ptr"][groups]]
         exact = dot_rows(self.content, qc, t["position_of_row"][first])
@@ -366,7 +470,9 @@ class SlotIndex:
             best = np.argpartition(-exact, wanted - 1)[:wanted] if len(exact) > wanted else None
             if best is None:
                 best = np.arange(len(exact))
-            bound = float(exact[best].min()) if len(best) == wanted else -np.inf
+            # Fewer than asked for (an IVF index scans only `nprobe` lists): the worst
+            # returned is still the bound; with none returned nothing is bounded.
+            bound = float(exact[best].min()) if len(best) else np.inf
         else:
             best = np.arange(len(exact))
             bound = -np.inf  # every distinct content vector was scored

@@ -146,7 +146,7 @@ def test_allowed_ids_restrict_results_small_set_exact(flat_index, data):
     assert s.shape == none.shape == (2, 0)
 
 
-@pytest.mark.parametrize("kind", ["flat", "slots"])
+@pytest.mark.parametrize("kind", ["flat", "slots", "compressed"])
 @pytest.mark.parametrize("path", ["exact", "index"])
 def test_allowed_ids_return_exactly_k_from_the_allowed_set(tmp_path, kind, path):
     rows, parts = _fused_catalog(3000, 8, seed=6)

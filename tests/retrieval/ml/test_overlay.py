@@ -30,7 +30,7 @@ def _relabel(rows: np.ndarray, which: np.ndarray, genre_block: np.ndarray) -> np
     return changed
 
 
-@pytest.mark.parametrize("kind", ["flat", "slots"])
+@pytest.mark.parametrize("kind", ["flat", "slots", "compressed"])
 def test_overlaid_rows_score_as_if_rebuilt(tmp_path, kind):
     rows, parts = _fused_catalog(3000, 16, seed=11)
     ids = np.arange(len(rows), dtype=np.int64) * 3 + 5
@@ -118,7 +118,7 @@ def test_every_store_notices_an_overlay_within_its_check_interval(tmp_path):
     assert all(store.current().overlaid == 0 for store in stores)
 
 
-@pytest.mark.parametrize("kind", ["flat", "slots"])
+@pytest.mark.parametrize("kind", ["flat", "slots", "compressed"])
 def test_a_build_stores_each_rows_neighbours_found_blind_to_one_block(tmp_path, kind):
     rows, _parts = _fused_catalog(1500, 8, seed=15)
     ids = np.arange(len(rows), dtype=np.int64) * 2 + 1
