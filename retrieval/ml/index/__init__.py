@@ -7,13 +7,16 @@ One module per responsibility:
 - `exact.py`: exact search in numpy: brute force, and the structure-aware exact search
   over fused rows kept as parts (`SlotParts`), the honest baseline of the slot indexes.
 - `slots.py`: the slot index over MythraGen's fused [content, genre, artist, style] rows.
+- `compressed.py`: the slot index's kind for catalogs too large for fused float32 rows.
 - `gpu.py`: moving a flat index to a GPU (faiss-gpu builds only).
 - `overlay.py`: vectors changed since a build (`OVERLAY.npz`), served without a rebuild.
 - `loaded.py`: `LoadedIndex`, one version memory-mapped and searched.
 - `store.py`: `IndexStore`, the current version of a root, reloaded when it changes.
 
-Two kinds are built: ``flat`` (IndexFlatIP, exact) up to `exact_max` rows, and ``slots``
-above it for fused vectors (`build_index(..., blocks=4)`, what `retrieval.services` does).
+Three kinds are built: ``flat`` (IndexFlatIP, exact) up to `exact_max` rows, ``slots``
+above it for fused vectors (`build_index(..., blocks=4)`, what `retrieval.services` does),
+and above `compressed_min` rows ``compressed`` (`compressed.py`: IVF fast-scan content
+codes in memory, float content mapped from disk, no fused rows stored).
 Vectors are expected L2-normalised (see `fusion.py`): inner product is the score.
 
 This package imports FAISS; Django code imports it only when it searches or builds.
