@@ -138,6 +138,9 @@ CATALOG_MAX_IMAGE_PIXELS = 90_000_000
 RETRIEVAL_FUSION_WEIGHTS = {"image": 1.0, "caption": 0.9, "genre": 0.75}
 RETRIEVAL_EXACT_MAX = 20_000
 RETRIEVAL_EMBED_BATCH = 512
+# More stale artworks than this and `embed_catalog` splits them into chunk jobs of this
+# many, which idle Celery workers embed in parallel with the run itself (0: never split).
+RETRIEVAL_EMBED_CHUNK = 4096
 RETRIEVAL_MAX_K = 200
 RETRIEVAL_PG_EF_SEARCH = 100
 # torch threads for encoding one search query in a web process (0: torch's default): one
@@ -475,6 +478,7 @@ JOBS_STALE_BY_KIND = {"generation": "GEN_STALE_SECONDS"}
 TASK_TIME_LIMITS = {
     "catalog.wikiart_import": IMPORT_TIME_LIMIT,
     "retrieval.index_rebuild": INDEX_TIME_LIMIT,
+    "retrieval.embed_chunk": INDEX_TIME_LIMIT,
     "labelling.label_genres": LABEL_TIME_LIMIT,
     "labelling.caption_artworks": LABEL_TIME_LIMIT,
     "labelling.train_genre_model": LABEL_TIME_LIMIT,

@@ -34,6 +34,27 @@ def job_enqueue(job: Job, task, *args, **kwargs) -> None:
     `job_running` runs it once. The recorded task is also what recovery re-sends when the
     job's worker dies, and what a claim checks a message against.
     """
+    spec = _record(job, task, *args, **kwargs)
+    transaction.on_commit(lambda: _send(job.pk, spec, task, job=job))
+
+
+def job_enqueue_many(jobs: list[Job], task) -> None:
+    """`job_enqueue` for many jobs of one task (no further arguments), sent in order once
+    the surrounding transaction commits. After a send that fails the rest are not tried
+    (each failure first waits out the broker's retries): they stay queued with nothing
+    sent, which is what `job_resend_unsent` looks for, as after any failed send."""
+    sends = [(job, _record(job, task)) for job in jobs]
+
+    def send_all() -> None:
+        for job, spec in sends:
+            if not _send(job.pk, spec, task, job=job):
+                break
+
+    transaction.on_commit(send_all)
+
+
+def _record(job: Job, task, *args, **kwargs) -> dict:
+    """Write the send on the job (see `job_enqueue`) and return it."""
     spec = {
         "task": task.name,
         "args": [job.pk, *args],
@@ -46,7 +67,7 @@ def job_enqueue(job: Job, task, *args, **kwargs) -> None:
     Job.objects.filter(pk=job.pk).update(
         params=job.params, celery_task_id="", heartbeat_at=job.heartbeat_at, wait_until=None
     )
-    transaction.on_commit(lambda: _send(job.pk, spec, task, job=job))
+    return spec
 
 
 def _send(job_id: int, spec: dict, task=None, *, job: Job | None = None) -> bool:

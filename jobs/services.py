@@ -56,6 +56,7 @@ from jobs.sending import (  # noqa: F401 - part of this interface
     SEND_KEY,
     job_defer,
     job_enqueue,
+    job_enqueue_many,
     job_requeue,
     job_resend_unsent,
     job_wake,

@@ -10,7 +10,7 @@ from celery import Celery
 
 from catalog.demo import plan_demo_catalog
 from catalog.models import Artwork
-from tests.harness import port_open
+from tests.harness import port_open, wait_for
 from tests.helpers import start_worker, stop_worker, wait_result
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
@@ -114,3 +114,75 @@ def test_index_rebuild_job_runs_on_a_real_worker_with_progress(imported_demo, tm
     from retrieval import selectors
 
     assert selectors.index_status()["version"] == job.result["version"]
+
+
+def test_embed_catalog_shares_its_chunks_with_a_real_worker(
+    imported_demo, tmp_path, settings, monkeypatch
+):
+    """Issue #18, item 5: the command's run and one filesystem-broker worker embed the
+    chunks between them: each embeds at least one, none twice, one progress."""
+    from jobs import processes, sending
+    from jobs.models import Job, JobStatus
+    from retrieval import services
+    from retrieval.models import ArtworkEmbedding
+
+    broker_dir, results = tmp_path / "broker", tmp_path / "results"
+    for sub in ("queue", "processed", "control"):
+        (broker_dir / sub).mkdir(parents=True)
+    results.mkdir()
+    client = Celery(broker="filesystem://", backend=f"file://{results}", set_as_current=False)
+    client.conf.broker_transport_options = {
+        "data_folder_in": str(broker_dir / "queue"),
+        "data_folder_out": str(broker_dir / "queue"),
+        "control_folder": str(broker_dir / "control"),
+        "polling_interval": 0.2,
+    }
+
+    def send(job_id, spec, *args, **kwargs):  # the recorded sends, to this test's broker
+        result = client.send_task(spec["task"], args=spec["args"], task_id=spec["task_id"])
+        Job.objects.filter(pk=job_id, celery_task_id="").update(celery_task_id=result.id)
+        return True
+
+    monkeypatch.setattr(sending, "_send", send)
+    log = tmp_path / "worker.log"
+    worker = start_worker(
+        {
+            "CELERY_BROKER_URL": "filesystem://",
+            "CELERY_BROKER_DIR": str(broker_dir),
+            "CELERY_RESULT_BACKEND": f"file://{results}",
+            "MYTHRAGEN_INDEX_DIR": str(settings.RETRIEVAL_INDEX_DIR),
+            "MYTHRAGEN_EMBEDDER": "minilm",
+        },
+        log=log,
+    )
+    me, reports = processes.identity(), []
+
+    def progress(done, total, stage=""):
+        reports.append((done, total))
+        if done and len([d for d, _t in reports if d]) == 1:  # first batch: hold the
+            # first chunk here until the worker runs another (no race on who is faster)
+
+            def worker_has_one():
+                if worker.poll() is not None:
+                    raise AssertionError(log.read_text()[-3000:])
+                return (
+                    Job.objects.filter(kind=services.EMBED_CHUNK)
+                    .exclude(worker__in=["", me])
+                    .exists()
+                )
+
+            wait_for(worker_has_one, timeout=120, interval=0.1)
+
+    try:
+        report = services.embed_catalog(chunk_size=20, batch_size=10, progress=progress)
+    finally:
+        stop_worker(worker)
+    chunks = Job.objects.filter(kind=services.EMBED_CHUNK)
+    assert chunks.count() == 6 and {c.status for c in chunks} == {JobStatus.SUCCEEDED}
+    workers = {c.worker for c in chunks}
+    assert len(workers) == 2 and me in workers and report.workers == 2
+    assert all(c.attempts == 1 for c in chunks)  # each chunk ran once
+    n = Artwork.objects.count()
+    assert ArtworkEmbedding.objects.count() == n and report.captions_embedded == n
+    done = [d for d, t in reports if t == n]
+    assert done == sorted(done) and done[-1] == n

@@ -12,6 +12,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=None)
         parser.add_argument("--limit", type=int, default=None, help="only the first N artworks")
+        parser.add_argument(
+            "--chunk-size",
+            type=int,
+            default=None,
+            help="more stale artworks than this are split into chunk jobs that idle Celery "
+            "workers embed alongside this command (default RETRIEVAL_EMBED_CHUNK; 0: never)",
+        )
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **opts):
@@ -20,9 +27,12 @@ class Command(BaseCommand):
         ) as progress:
             try:
                 report = services.embed_catalog(
-                    batch_size=opts["batch_size"], progress=progress, limit=opts["limit"]
+                    batch_size=opts["batch_size"],
+                    progress=progress,
+                    limit=opts["limit"],
+                    chunk_size=opts["chunk_size"],
                 )
-            except services.RetrievalUnavailable as exc:
+            except (services.RetrievalUnavailable, services.EmbedChunkFailed) as exc:
                 raise CommandError(str(exc)) from exc
         tiny = (
             " (stand-in model, random weights: vectors are for tests/demo only)"
@@ -35,4 +45,10 @@ class Command(BaseCommand):
             f"re-assembled: {report.reassembled:,}\n"
             f"  embedded: {report.captions_embedded:,} captions, {report.images_embedded:,} "
             f"images, {report.labels_embedded:,} labels; time: {report.seconds:.1f} s"
+            + (
+                f"\n  in {report.chunks} chunk jobs, embedded by {report.workers} "
+                f"process{'es' if report.workers > 1 else ''}"
+                if report.chunks
+                else ""
+            )
         )
