@@ -5,7 +5,7 @@ import logging
 from celery import shared_task
 
 from jobs.services import JobNotClaimed, job_run, job_task_options
-from retrieval import services
+from retrieval import catalog_embedding, services
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +31,14 @@ def index_rebuild_task(self, job_id: int) -> dict:
     return job_run(self, job_id, work)
 
 
-@shared_task(**job_task_options(services.EMBED_CHUNK_TASK))
+@shared_task(**job_task_options(catalog_embedding.EMBED_CHUNK_TASK))
 def embed_chunk_task(self, job_id: int) -> dict:
     """Embed one chunk of an `embed_catalog` run. The run claims chunks itself too: a
     chunk it (or another worker) claimed first is dropped here, quietly."""
     try:
-        return job_run(self, job_id, lambda report: services.embed_chunk_run(job_id, report))
+        return job_run(
+            self, job_id, lambda report: catalog_embedding.embed_chunk_run(job_id, report)
+        )
     except JobNotClaimed as exc:
         logger.info("Embedding chunk job #%s not run here: %s", job_id, exc)
         return {"skipped": True, "reason": str(exc)}

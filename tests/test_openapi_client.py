@@ -21,6 +21,7 @@ from django.core.management import call_command
 from PIL import Image
 
 from catalog.models import Artwork
+from retrieval import catalog_embedding
 from tests.generation.helpers import tiny_generation_settings
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -110,7 +111,7 @@ def test_the_generated_client_performs_every_operation(
 
     from retrieval import services as retrieval_services
 
-    retrieval_services.embed_catalog()
+    catalog_embedding.embed_catalog()
     retrieval_services.index_rebuild()
     get_user_model().objects.create_superuser("admin", "", "admin-pw")
 

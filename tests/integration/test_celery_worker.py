@@ -10,6 +10,7 @@ from celery import Celery
 
 from catalog.demo import plan_demo_catalog
 from catalog.models import Artwork
+from retrieval import catalog_embedding
 from tests.harness import port_open, wait_for
 from tests.helpers import start_worker, stop_worker, wait_result
 
@@ -123,7 +124,6 @@ def test_embed_catalog_shares_its_chunks_with_a_real_worker(
     chunks between them: each embeds at least one, none twice, one progress."""
     from jobs import processes, sending
     from jobs.models import Job, JobStatus
-    from retrieval import services
     from retrieval.models import ArtworkEmbedding
 
     broker_dir, results = tmp_path / "broker", tmp_path / "results"
@@ -166,7 +166,7 @@ def test_embed_catalog_shares_its_chunks_with_a_real_worker(
                 if worker.poll() is not None:
                     raise AssertionError(log.read_text()[-3000:])
                 return (
-                    Job.objects.filter(kind=services.EMBED_CHUNK)
+                    Job.objects.filter(kind=catalog_embedding.EMBED_CHUNK)
                     .exclude(worker__in=["", me])
                     .exists()
                 )
@@ -174,10 +174,10 @@ def test_embed_catalog_shares_its_chunks_with_a_real_worker(
             wait_for(worker_has_one, timeout=120, interval=0.1)
 
     try:
-        report = services.embed_catalog(chunk_size=20, batch_size=10, progress=progress)
+        report = catalog_embedding.embed_catalog(chunk_size=20, batch_size=10, progress=progress)
     finally:
         stop_worker(worker)
-    chunks = Job.objects.filter(kind=services.EMBED_CHUNK)
+    chunks = Job.objects.filter(kind=catalog_embedding.EMBED_CHUNK)
     assert chunks.count() == 6 and {c.status for c in chunks} == {JobStatus.SUCCEEDED}
     workers = {c.worker for c in chunks}
     assert len(workers) == 2 and me in workers and report.workers == 2

@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from catalog.models import Artwork
-from retrieval import selectors, services
+from retrieval import catalog_embedding, selectors, services
 from retrieval.models import ArtworkEmbedding, CatalogIdentity, EmbeddingSpace, MirrorBuild
 
 PROMPT = "quiet hills, landscape"
@@ -131,7 +131,7 @@ def test_two_embed_catalog_runs_at_once_take_turns(imported_demo):
 
     services.embedder_get()  # loaded once, outside the race
     first_in, release = threading.Event(), threading.Event()
-    real = services._embed_catalog  # noqa: SLF001
+    real = catalog_embedding._embed_catalog  # noqa: SLF001
     reports, waits = {}, []
 
     def held_open(*args, **kwargs):
@@ -140,12 +140,12 @@ def test_two_embed_catalog_runs_at_once_take_turns(imported_demo):
             assert release.wait(timeout=60)
         return real(*args, **kwargs)
 
-    services._embed_catalog = held_open  # noqa: SLF001
+    catalog_embedding._embed_catalog = held_open  # noqa: SLF001
     try:
 
         def run(name, progress=None):
             try:
-                reports[name] = services.embed_catalog(progress=progress)
+                reports[name] = catalog_embedding.embed_catalog(progress=progress)
             except Exception as exc:  # noqa: BLE001 - the test checks the outcome
                 reports[name] = exc
             finally:
@@ -171,7 +171,7 @@ def test_two_embed_catalog_runs_at_once_take_turns(imported_demo):
         first.join(timeout=120)
         second.join(timeout=120)
     finally:
-        services._embed_catalog = real  # noqa: SLF001
+        catalog_embedding._embed_catalog = real  # noqa: SLF001
         release.set()
     n = Artwork.objects.count()
     assert reports["first"].captions_embedded == n, reports

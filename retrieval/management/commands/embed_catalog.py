@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.console import progress_bar
-from retrieval import services
+from retrieval import catalog_embedding, services
 
 
 class Command(BaseCommand):
@@ -26,13 +26,13 @@ class Command(BaseCommand):
             disabled=opts["no_progress"], unit="artwork", stage_width=None
         ) as progress:
             try:
-                report = services.embed_catalog(
+                report = catalog_embedding.embed_catalog(
                     batch_size=opts["batch_size"],
                     progress=progress,
                     limit=opts["limit"],
                     chunk_size=opts["chunk_size"],
                 )
-            except (services.RetrievalUnavailable, services.EmbedChunkFailed) as exc:
+            except (services.RetrievalUnavailable, catalog_embedding.EmbedChunkFailed) as exc:
                 raise CommandError(str(exc)) from exc
         tiny = (
             " (stand-in model, random weights: vectors are for tests/demo only)"
