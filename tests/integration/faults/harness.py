@@ -147,7 +147,7 @@ elif fault.startswith("die-at-training-step:"):
 
     jobs.job_progress = progress
 elif fault == "pause-index-rebuild":
-    import retrieval.services as retrieval
+    import retrieval.catalog_embedding as retrieval
 
     go = pathlib.Path(os.environ["MYTHRAGEN_TEST_GO"])
     real_embed = retrieval.embed_catalog
