@@ -224,7 +224,7 @@ def test_a_labelling_run_cut_short_leaves_its_artworks_to_retrievals_hashes(
     """Labelling marks no vector stale itself: retrieval's fused hash covers an artwork's
     labels, so even a run that never reached its final `artwork_labels_changed` (a worker
     killed between batches) leaves exactly the relabelled artworks to `embed_catalog`."""
-    from retrieval import services as retrieval
+    from retrieval import catalog_embedding
     from retrieval.models import ArtworkEmbedding
 
     hashes = dict(ArtworkEmbedding.objects.values_list("artwork_id", "fused_hash"))
@@ -235,7 +235,7 @@ def test_a_labelling_run_cut_short_leaves_its_artworks_to_retrievals_hashes(
     # Nothing was written to the vectors by labelling ...
     assert dict(ArtworkEmbedding.objects.values_list("artwork_id", "fused_hash")) == hashes
     # ... and retrieval finds the relabelled artworks by their hash, and only them.
-    again = retrieval.embed_catalog()
+    again = catalog_embedding.embed_catalog()
     assert again.up_to_date == again.artworks - len(relabelled)
     changed = {
         a
