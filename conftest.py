@@ -98,3 +98,18 @@ def indexed_demo(imported_demo):
     from retrieval import services
 
     return services.index_rebuild()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A redis-server of this test module's own, on a free port: no test shares a Redis
+    database with another test run on the machine (`make test` runs its SQLite and
+    PostgreSQL passes side by side)."""
+    from tests.harness import RedisServer
+
+    if not RedisServer.available():
+        pytest.skip("no redis-server binary")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

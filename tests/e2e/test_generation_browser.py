@@ -11,18 +11,15 @@ from generation.models import Generation
 from tests.e2e.conftest import broken_images, screenshot, sign_in
 from tests.generation.conftest import _torch_one_thread, gen_settings  # noqa: F401 (fixtures)
 from tests.generation.test_worker import _dead, _worker_env
-from tests.harness import port_open
 from tests.helpers import sending_to, start_worker, stop_worker
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.celery,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not port_open(6379), reason="no Redis on 127.0.0.1:6379"),
 ]
 
 PROMPT = "quiet hills by Chiyo Hanabusa, ukiyo-e, landscape"
-REDIS = "redis://127.0.0.1:6379/12"  # not test_worker's database: both may run at once
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 # Runs in the page from the moment it loads: a sample of the progress box whenever it
@@ -46,19 +43,19 @@ WATCH = """() => {
 
 
 @pytest.fixture
-def worker(gen_settings, indexed_demo, tmp_path):  # noqa: F811 (fixture imported above)
+def worker(gen_settings, indexed_demo, tmp_path, redis_server):  # noqa: F811 (fixture imported above)
     """One worker on all three generation queues and enough LoRA steps that training
     spans several of the page's 1 s polls: 40 steps once finished between two polls on a
     fast CPU (the page went from caching straight to done), so the test saw no training."""
+    url = redis_server.url(0)
     env = _worker_env(
         gen_settings,
-        CELERY_BROKER_URL=REDIS,
-        CELERY_RESULT_BACKEND=REDIS,
+        url,
         LORA_STEPS=200,
         LORA_CHECKPOINT_EVERY=50,
     )
     log = tmp_path / "worker.log"
-    with sending_to(REDIS):
+    with sending_to(url):
         proc = start_worker(env, queues="celery,training,rendering", log=log)
         try:
             yield proc, log

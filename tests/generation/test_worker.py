@@ -13,25 +13,25 @@ from django.urls import reverse
 
 from generation.models import Generation, LoraCacheEntry
 from jobs.models import Job, JobStatus
-from tests.harness import port_open
 from tests.helpers import sending_to, start_worker, stop_worker, wait_for
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
 PROMPT = "quiet hills by Chiyo Hanabusa, ukiyo-e, landscape"
-REDIS = "redis://127.0.0.1:6379/11"
 
 
-pytestmark.append(pytest.mark.skipif(not port_open(6379), reason="no Redis on 127.0.0.1:6379"))
+@pytest.fixture(scope="module")
+def redis_url(redis_server) -> str:
+    return redis_server.url(0)
 
 
-def _worker_env(settings, **extra) -> dict[str, str]:
+def _worker_env(settings, redis_url: str, **extra) -> dict[str, str]:
     """A worker's environment; tuning constants (LORA_STEPS, ...) go in MYTHRAGEN_TUNING."""
     tuning = {"LORA_RESOLUTION": 64, "LORA_RANK": 8, "LORA_OPTIMIZER": "adamw"}
     tuning.update({k: extra.pop(k) for k in list(extra) if k in settings.TUNING})
     env = {
-        "CELERY_BROKER_URL": REDIS,
-        "CELERY_RESULT_BACKEND": REDIS,
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
         "MYTHRAGEN_INDEX_DIR": str(settings.RETRIEVAL_INDEX_DIR),
         "MYTHRAGEN_EMBEDDER": "minilm",
         "MYTHRAGEN_SD_MODEL": settings.SD_MODEL,
@@ -70,12 +70,12 @@ def _dead(worker, log) -> None:
 
 
 def test_request_trains_renders_and_reaches_the_gallery_on_real_workers(
-    indexed, client, user, tmp_path
+    indexed, client, user, tmp_path, redis_url
 ):
     settings = indexed
-    env = _worker_env(settings, LORA_STEPS=60, LORA_CHECKPOINT_EVERY=20)
+    env = _worker_env(settings, redis_url, LORA_STEPS=60, LORA_CHECKPOINT_EVERY=20)
     train_log, render_log = tmp_path / "train.log", tmp_path / "render.log"
-    with sending_to(REDIS):
+    with sending_to(redis_url):
         trainer = start_worker(env, queues="celery,training", log=train_log)
         renderer = start_worker(env, queues="rendering", log=render_log)
         try:
@@ -116,13 +116,17 @@ def test_request_trains_renders_and_reaches_the_gallery_on_real_workers(
     assert state["status"] == "succeeded" and state["provenance"]["seed"] == 4
 
 
-def test_a_worker_killed_mid_training_resumes_from_the_checkpoint(indexed, client, user, tmp_path):
+def test_a_worker_killed_mid_training_resumes_from_the_checkpoint(
+    indexed, client, user, tmp_path, redis_url
+):
     settings = indexed
     steps = {"LORA_STEPS": 150, "LORA_CHECKPOINT_EVERY": 20}
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     queues = "celery,training,rendering"
-    with sending_to(REDIS):
-        first = start_worker(_worker_env(settings, **steps), queues=queues, log=first_log)
+    with sending_to(redis_url):
+        first = start_worker(
+            _worker_env(settings, redis_url, **steps), queues=queues, log=first_log
+        )
         try:
             generation = _request(client, user, with_baseline=False)
 
@@ -141,7 +145,9 @@ def test_a_worker_killed_mid_training_resumes_from_the_checkpoint(indexed, clien
         # Another worker takes the unacknowledged task over (a short visibility timeout
         # here; in production it outlasts the longest training).
         second = start_worker(
-            _worker_env(settings, CELERY_VISIBILITY_TIMEOUT=2, CELERY_RESTORE_INTERVAL=1, **steps),
+            _worker_env(
+                settings, redis_url, CELERY_VISIBILITY_TIMEOUT=2, CELERY_RESTORE_INTERVAL=1, **steps
+            ),
             queues=queues,
             log=second_log,
         )

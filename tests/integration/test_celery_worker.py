@@ -11,7 +11,7 @@ from celery import Celery
 from catalog.demo import plan_demo_catalog
 from catalog.models import Artwork
 from retrieval import catalog_embedding
-from tests.harness import port_open, wait_for
+from tests.harness import wait_for
 from tests.helpers import start_worker, stop_worker, wait_result
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
@@ -56,9 +56,8 @@ def test_filesystem_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
     assert Artwork.objects.count() == len(plan)
 
 
-@pytest.mark.skipif(not port_open(6379), reason="no Redis on 127.0.0.1:6379")
-def test_redis_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
-    url = "redis://127.0.0.1:6379/14"
+def test_redis_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path, redis_server):
+    url = redis_server.url(1)
     client = Celery(broker=url, backend=url, set_as_current=False)
     client.connection_for_write().default_channel.client.flushdb()
     summary = _run_import_through_worker(
@@ -72,14 +71,15 @@ def test_redis_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
     assert summary["images_attached"] == summary["created"]
 
 
-@pytest.mark.skipif(not port_open(6379), reason="no Redis on 127.0.0.1:6379")
-def test_index_rebuild_job_runs_on_a_real_worker_with_progress(imported_demo, tmp_path, settings):
+def test_index_rebuild_job_runs_on_a_real_worker_with_progress(
+    imported_demo, tmp_path, settings, redis_server
+):
     """Admin-triggered rebuild: a worker embeds, indexes and reports progress in the Job."""
     from jobs.models import Job, JobStatus
     from jobs.services import job_create
     from tests.helpers import wait_for
 
-    url = "redis://127.0.0.1:6379/13"
+    url = redis_server.url(2)
     client = Celery(broker=url, backend=url, set_as_current=False)
     client.connection_for_write().default_channel.client.flushdb()
     log = tmp_path / "worker.log"

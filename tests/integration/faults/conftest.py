@@ -3,18 +3,7 @@ tiny generation settings."""
 
 import pytest
 
-from tests.harness import RedisServer
 from tests.integration.faults.harness import Broker
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    if not RedisServer.available():
-        pytest.skip("no redis-server binary")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["filesystem", "redis"])
