@@ -268,6 +268,30 @@ def _chunks_wait(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def chunk_params(space_key: str, ids: list[int], *, parent=None, batch=None) -> dict:
+    """A chunk job's params: its artworks as runs of consecutive ids ([first, last] pairs,
+    a few for a fresh catalog's chunk of thousands), so job rows and the jobs API stay
+    small."""
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return {
+        "parent": parent,
+        "space": space_key,
+        "batch": batch,
+        "artworks": len(ids),
+        "id_runs": runs,
+    }
+
+
+def chunk_ids(params: dict) -> list[int]:
+    """The artwork ids of a chunk job (`chunk_params`), in order."""
+    return [i for first, last in params["id_runs"] for i in range(first, last + 1)]
+
+
 def _chunk_embed(embedder, space, labels, ids, batch_size, report, progress) -> dict:
     """Embed the artworks `ids` of one chunk that are still stale (another run may have
     done some since), batch by batch; `progress(done, total)` counts the chunk's ids.
@@ -320,7 +344,7 @@ def embed_chunk_run(job_id: int, progress: Progress) -> dict:
         embedder,
         space,
         label_vectors(space),
-        params["ids"],
+        chunk_ids(params),
         batch_size,
         report,
         lambda done, total: progress(done, total, "embedding artworks"),
@@ -388,17 +412,14 @@ def _embed_in_chunks(
         jobs = [
             job_create(
                 EMBED_CHUNK,
-                params={
-                    "parent": parent,
-                    "space": space.key,
-                    "batch": batch_size,
-                    "ids": ids[start : start + chunk_size],
-                },
+                params=chunk_params(
+                    space.key, ids[start : start + chunk_size], parent=parent, batch=batch_size
+                ),
             )
             for start in range(0, len(ids), chunk_size)
         ]
         job_enqueue_many(jobs, embed_chunk_task)
-    chunks = {job.pk: len(job.params["ids"]) for job in jobs}
+    chunks = {job.pk: job.params["artworks"] for job in jobs}
     report.chunks = len(chunks)
     try:
         workers = _chunks_drive(embedder, space, labels, chunks, batch_size, progress, report)
@@ -467,7 +488,7 @@ def _chunks_drive(embedder, space, labels, chunks, batch_size, progress, report)
                 params = Job.objects.values_list("params", flat=True).get(pk=pk)
                 scratch = EmbedReport(space=report.space)  # the run sums the chunks' results
                 summary = _chunk_embed(
-                    embedder, space, labels, params["ids"], batch_size, scratch, step
+                    embedder, space, labels, chunk_ids(params), batch_size, scratch, step
                 )
                 job_succeed(pk, summary)
         except JobCancelled as exc:

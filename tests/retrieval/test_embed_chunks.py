@@ -93,11 +93,11 @@ def test_a_large_run_is_split_into_chunks_that_the_run_embeds_itself(
         )
     n = Artwork.objects.count()
     chunks = _chunks()
-    assert [len(c.params["ids"]) for c in chunks] == [50, 50, 20]
+    assert [len(catalog_embedding.chunk_ids(c.params)) for c in chunks] == [50, 50, 20]
     assert [s["task"] for s in sent] == ["retrieval.embed_chunk"] * 3
     assert {c.status for c in chunks} == {JobStatus.SUCCEEDED}
     assert {c.worker for c in chunks} == {processes.identity()}  # no other worker: all here
-    every = [i for c in chunks for i in c.params["ids"]]
+    every = [i for c in chunks for i in catalog_embedding.chunk_ids(c.params)]
     assert len(every) == len(set(every)) == n  # each artwork in exactly one chunk
     assert set(every) == set(Artwork.objects.values_list("id", flat=True))
     assert report.chunks == 3 and report.workers == 1
@@ -237,9 +237,11 @@ def test_leftover_chunks_of_an_earlier_run_are_cancelled_first(imported_demo, sm
     catalog_embedding.embed_catalog(limit=1)  # makes the space
     space = EmbeddingSpace.objects.get()
     ids = list(Artwork.objects.order_by("id").values_list("id", flat=True)[1:30])
-    queued = jobs.job_create(catalog_embedding.EMBED_CHUNK, params={"space": space.key, "ids": ids})
+    queued = jobs.job_create(
+        catalog_embedding.EMBED_CHUNK, params=catalog_embedding.chunk_params(space.key, ids)
+    )
     running = jobs.job_create(
-        catalog_embedding.EMBED_CHUNK, params={"space": space.key, "ids": ids}
+        catalog_embedding.EMBED_CHUNK, params=catalog_embedding.chunk_params(space.key, ids)
     )
     Job.objects.filter(pk=running.pk).update(status=JobStatus.RUNNING, worker=_dead_worker())
     report = catalog_embedding.embed_catalog()
@@ -255,7 +257,9 @@ def test_the_chunk_task_embeds_its_chunk_once(imported_demo, small_chunks):
     catalog_embedding.embed_catalog(limit=1)
     space = EmbeddingSpace.objects.get()
     ids = list(Artwork.objects.order_by("id").values_list("id", flat=True)[:30])
-    job = jobs.job_create(catalog_embedding.EMBED_CHUNK, params={"space": space.key, "ids": ids})
+    job = jobs.job_create(
+        catalog_embedding.EMBED_CHUNK, params=catalog_embedding.chunk_params(space.key, ids)
+    )
     result = embed_chunk_task.apply(args=[job.pk]).get()
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED and result["captions_embedded"] == 29
@@ -270,3 +274,12 @@ def test_the_command_reports_its_chunks(imported_demo):
     call_command("embed_catalog", "--chunk-size", "50", "--no-progress", stdout=out)
     assert "in 3 chunk jobs, embedded by 1 process" in out.getvalue()
     assert ArtworkEmbedding.objects.count() == Artwork.objects.count()
+
+
+def test_chunk_params_keep_ids_as_runs_and_read_back_in_order():
+    ids = [3, 4, 5, 6, 9, 11, 12, 40]
+    params = catalog_embedding.chunk_params("space", ids, parent=7, batch=16)
+    assert params["id_runs"] == [[3, 6], [9, 9], [11, 12], [40, 40]]
+    assert params["artworks"] == 8 and params["parent"] == 7 and params["batch"] == 16
+    assert catalog_embedding.chunk_ids(params) == ids
+    assert catalog_embedding.chunk_ids(catalog_embedding.chunk_params("space", [])) == []
