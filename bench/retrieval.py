@@ -169,19 +169,19 @@ def main() -> None:
             values.append(sum(exact_scores[row_of[i]] >= kth - 1e-5 for i in got) / k)
         return float(np.mean(values))
 
+    from django.conf import settings
+
     from retrieval.models import ArtworkVectorMirror
+    from retrieval.pgvector import similar_sql
 
     table = ArtworkVectorMirror._meta.db_table
-    cast = f"vector({space.fused_dim})"
-    sql = (
-        f"SELECT artwork_id FROM {table} WHERE space_id = %s "
-        f"ORDER BY (embedding::{cast}) <#> %s::{cast} LIMIT %s"
-    )
 
-    def pg(q):
+    def pg(q):  # the mirror's own query (retrieval.pgvector.similar_sql), no row excluded
+        sql, params = similar_sql(table, space.pk, space.fused_dim, q, 0, k)
         with transaction.atomic(), connection.cursor() as cur:
-            cur.execute("SET LOCAL hnsw.ef_search = 100")
-            cur.execute(sql, [space.pk, selectors.vector_literal(q), k])
+            cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            cur.execute(f"SET LOCAL hnsw.ef_search = {settings.RETRIEVAL_PG_EF_SEARCH}")
+            cur.execute(sql, params)
             return [r[0] for r in cur.fetchall()]
 
     if not args.sqlite:

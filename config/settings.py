@@ -134,7 +134,7 @@ CATALOG_THUMBNAIL_SIZE = 256
 CATALOG_MAX_IMAGE_PIXELS = 90_000_000
 # Retrieval. Weights of the fused content vector's parts; an exact (flat) FAISS index up
 # to RETRIEVAL_EXACT_MAX vectors, a slot index beyond (retrieval/ml/index/); artworks per
-# embedding batch; pgvector's HNSW search breadth (hnsw.ef_search) for similar artworks.
+# embedding batch.
 RETRIEVAL_FUSION_WEIGHTS = {"image": 1.0, "caption": 0.9, "genre": 0.75}
 RETRIEVAL_EXACT_MAX = 20_000
 RETRIEVAL_EMBED_BATCH = 512
@@ -142,6 +142,7 @@ RETRIEVAL_EMBED_BATCH = 512
 # many, which idle Celery workers embed in parallel with the run itself (0: never split).
 RETRIEVAL_EMBED_CHUNK = 4096
 RETRIEVAL_MAX_K = 200
+# pgvector's HNSW search breadth (hnsw.ef_search) for similar artworks.
 RETRIEVAL_PG_EF_SEARCH = 100
 # torch threads for encoding one search query in a web process (0: torch's default): one
 # is as fast as two on a quiet machine and far faster on a busy one.

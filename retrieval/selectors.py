@@ -15,7 +15,7 @@ from catalog.filters import ArtworkFilter
 from catalog.models import Artwork
 from catalog.selectors import artist_label_ids, label_snapshot, with_labels
 from retrieval.models import ArtworkVectorMirror, EmbeddingSpace, LabelEmbedding, MirrorBuild
-from retrieval.pgvector import pgvector_index_name
+from retrieval.pgvector import pgvector_index_name, similar_sql
 from retrieval.query import ParsedPrompt, PromptParser, Vocabulary
 from retrieval.services import (
     SPACE_CACHE_SECONDS,
@@ -374,33 +374,14 @@ def artwork_similar(
     return [(objects[i], s) for i, s in ids_scores if i in objects]
 
 
-def similar_sql(space: EmbeddingSpace, restricted: bool) -> str:
-    """Nearest mirror rows to a query vector by inner product (`<#>` is its negative), in
-    the form the partial HNSW index serves; the score is FAISS's for the same rows."""
-    table = ArtworkVectorMirror._meta.db_table
-    cast = f"vector({space.fused_dim})"
-    where = "space_id = %s AND artwork_id <> %s"
-    if restricted:
-        where += " AND artwork_id = ANY(%s)"
-    return (
-        f"SELECT artwork_id, -((embedding::{cast}) <#> %s::{cast}) AS score FROM {table} "
-        f"WHERE {where} ORDER BY (embedding::{cast}) <#> %s::{cast} LIMIT %s"
-    )
-
-
-def vector_literal(vector) -> str:
-    return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
-
-
 def _similar_pgvector(space, artwork_id: int, k: int, allowed) -> list[tuple[int, float]]:
     row = ArtworkVectorMirror.objects.filter(space=space, artwork_id=artwork_id).first()
     if row is None:
         return []
-    literal = vector_literal(row.embedding)
-    params: list = [literal, space.pk, artwork_id]
-    if allowed is not None:
-        params.append(list(map(int, allowed)))
-    params += [literal, k]
+    table = ArtworkVectorMirror._meta.db_table
+    sql, params = similar_sql(
+        table, space.pk, space.fused_dim, row.embedding, artwork_id, k, allowed
+    )
     with transaction.atomic(), connection.cursor() as cursor:
         # Without iterative scans a filtered HNSW query can return fewer rows than asked.
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
@@ -408,7 +389,7 @@ def _similar_pgvector(space, artwork_id: int, k: int, allowed) -> list[tuple[int
         cursor.execute(
             "SELECT set_config('hnsw.ef_search', %s, true)", [str(settings.RETRIEVAL_PG_EF_SEARCH)]
         )
-        cursor.execute(similar_sql(space, allowed is not None), params)
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     # relaxed_order may return rows slightly out of order: sort them.
     return sorted(((int(i), float(s)) for i, s in rows), key=lambda p: -p[1])

@@ -6,7 +6,7 @@ from django.db import connection, transaction
 from catalog.models import Artwork
 from retrieval import selectors
 from retrieval.models import ArtworkVectorMirror, EmbeddingSpace
-from retrieval.pgvector import pgvector_index_name
+from retrieval.pgvector import pgvector_index_name, similar_sql
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -18,17 +18,19 @@ def test_mirror_holds_every_fused_vector(indexed_demo):
     assert len(row.embedding) == space.fused_dim
 
 
+def _plan(cursor, space, art_id: int, allowed=None, k: int = 5) -> str:
+    row = ArtworkVectorMirror.objects.get(space=space, artwork_id=art_id)
+    table = ArtworkVectorMirror._meta.db_table
+    sql, params = similar_sql(table, space.pk, space.fused_dim, row.embedding, art_id, k, allowed)
+    cursor.execute("EXPLAIN " + sql, params)
+    return "\n".join(r[0] for r in cursor.fetchall())
+
+
 def test_similar_uses_the_hnsw_index(indexed_demo):
     space = EmbeddingSpace.objects.get()
-    row = ArtworkVectorMirror.objects.filter(space=space).first()
-    literal = selectors.vector_literal(row.embedding)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # tiny table: force the planner's hand
-        cursor.execute(
-            "EXPLAIN " + selectors.similar_sql(space, restricted=False),
-            [literal, space.pk, row.artwork_id, literal, 5],
-        )
-        plan = "\n".join(r[0] for r in cursor.fetchall())
+        plan = _plan(cursor, space, Artwork.objects.first().pk)
     assert pgvector_index_name(space) in plan
 
 
@@ -55,16 +57,10 @@ def test_filtered_similar_through_the_hnsw_index_still_returns_k_rows(indexed_de
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")  # undone with the test's transaction
         cursor.execute("SET enable_sort = off")
-        row = ArtworkVectorMirror.objects.get(space=space, artwork_id=art.pk)
-        literal = selectors.vector_literal(row.embedding)
         allowed = list(
             Artwork.objects.filter(style__name="Minimalism").values_list("id", flat=True)
         )
-        cursor.execute(
-            "EXPLAIN " + selectors.similar_sql(space, restricted=True),
-            [literal, space.pk, art.pk, allowed, literal, 10],
-        )
-        plan = "\n".join(r[0] for r in cursor.fetchall())
+        plan = _plan(cursor, space, art.pk, allowed, k=10)
     assert pgvector_index_name(space) in plan
     pairs = selectors.artwork_similar(art, k=10, filters={"style": "Minimalism"})
     assert len(pairs) == 10 and {a.style.name for a, _s in pairs} == {"Minimalism"}
