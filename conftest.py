@@ -113,3 +113,22 @@ def redis_server(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """What would reach the broker, instead of sending it: the spec each send was handed
+    (task, args, task_id, ...) with its `job_id`; the job records the task id as a real
+    send does."""
+    from jobs import sending
+    from jobs.models import Job
+
+    calls: list[dict] = []
+
+    def send(job_id, spec, *args, **kwargs):
+        calls.append({**spec, "job_id": job_id})
+        Job.objects.filter(pk=job_id, celery_task_id="").update(celery_task_id=spec["task_id"])
+        return True
+
+    monkeypatch.setattr(sending, "_send", send)
+    return calls

@@ -12,26 +12,12 @@ from generation import services
 from generation.models import Generation, LoraStatus
 from generation.services import lora_cache, retrieval_sets, training
 from generation.tasks import generation_train_task
-from jobs import sending
 from jobs import services as jobs
 from jobs.models import Job, JobStatus
 
 PROMPT = "quiet hills by Chiyo Hanabusa, ukiyo-e, landscape"
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    calls: list[tuple[int, dict]] = []
-
-    def send(job_id, spec, *args, **kwargs):
-        calls.append((job_id, spec))
-        Job.objects.filter(pk=job_id, celery_task_id="").update(celery_task_id=spec["task_id"])
-        return True
-
-    monkeypatch.setattr(sending, "_send", send)
-    return calls
 
 
 def _in_training_phase(user, seed: int, pinned: dict) -> Generation:
@@ -76,10 +62,10 @@ def test_a_generation_waiting_for_another_jobs_lora_waits_in_the_queue(
     entry.refresh_from_db()
     assert entry.status == LoraStatus.TRAINING and entry.training_job_id == trainer.job_id
     training.lora_train(entry, job_id=trainer.job_id)
-    assert [(job_id, spec["task"]) for job_id, spec in sent] == [
+    assert [(spec["job_id"], spec["task"]) for spec in sent] == [
         (waiter.job_id, "generation.train")
     ]
-    assert sent[0][1]["task_id"] == Job.objects.get(pk=waiter.job_id).params["_task"]["task_id"]
+    assert sent[0]["task_id"] == Job.objects.get(pk=waiter.job_id).params["_task"]["task_id"]
 
 
 def test_a_claim_of_a_job_that_is_over_is_free(indexed_demo, gen_settings, user):

@@ -29,7 +29,8 @@ def _run_import_through_worker(broker_env: dict, client: Celery, demo_dir, tmp_p
     return summary
 
 
-def test_filesystem_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
+def _filesystem_broker(tmp_path):
+    """A filesystem broker and file result backend in `tmp_path`, and a client of them."""
     broker_dir, results = tmp_path / "broker", tmp_path / "results"
     for sub in ("queue", "processed", "control"):
         (broker_dir / sub).mkdir(parents=True)
@@ -41,6 +42,11 @@ def test_filesystem_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
         "control_folder": str(broker_dir / "control"),
         "polling_interval": 0.2,
     }
+    return client, broker_dir, results
+
+
+def test_filesystem_broker_worker_imports_the_demo_catalog(demo_dir, tmp_path):
+    client, broker_dir, results = _filesystem_broker(tmp_path)
     summary = _run_import_through_worker(
         {
             "CELERY_BROKER_URL": "filesystem://",
@@ -126,17 +132,7 @@ def test_embed_catalog_shares_its_chunks_with_a_real_worker(
     from jobs.models import Job, JobStatus
     from retrieval.models import ArtworkEmbedding
 
-    broker_dir, results = tmp_path / "broker", tmp_path / "results"
-    for sub in ("queue", "processed", "control"):
-        (broker_dir / sub).mkdir(parents=True)
-    results.mkdir()
-    client = Celery(broker="filesystem://", backend=f"file://{results}", set_as_current=False)
-    client.conf.broker_transport_options = {
-        "data_folder_in": str(broker_dir / "queue"),
-        "data_folder_out": str(broker_dir / "queue"),
-        "control_folder": str(broker_dir / "control"),
-        "polling_interval": 0.2,
-    }
+    client, broker_dir, results = _filesystem_broker(tmp_path)
 
     def send(job_id, spec, *args, **kwargs):  # the recorded sends, to this test's broker
         result = client.send_task(spec["task"], args=spec["args"], task_id=spec["task_id"])

@@ -30,20 +30,6 @@ def _dead_worker() -> str:
     return f"{host}/{namespace}/{proc.pid}/{stat[1]}"
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    """What would reach the broker: the specs `_send` was handed."""
-    calls: list[dict] = []
-
-    def send(job_id, spec, *args, **kwargs):
-        calls.append(spec)
-        Job.objects.filter(pk=job_id, celery_task_id="").update(celery_task_id=spec["task_id"])
-        return True
-
-    monkeypatch.setattr(sending, "_send", send)
-    return calls
-
-
 def _enqueued(django_capture_on_commit_callbacks) -> Job:
     with django_capture_on_commit_callbacks(execute=True):
         job = jobs.job_create(INDEX_REBUILD)

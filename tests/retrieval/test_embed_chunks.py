@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 
 from catalog.models import Artwork
-from jobs import processes, sending
+from jobs import processes
 from jobs import services as jobs
 from jobs.models import Job, JobStatus
 from retrieval import catalog_embedding, vectors
@@ -23,20 +23,6 @@ from retrieval.models import ArtworkEmbedding, EmbeddingSpace
 from retrieval.tasks import embed_chunk_task
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """What would reach the broker: the specs `_send` was handed."""
-    calls: list[dict] = []
-
-    def send(job_id, spec, *args, **kwargs):
-        calls.append(spec)
-        Job.objects.filter(pk=job_id, celery_task_id="").update(celery_task_id=spec["task_id"])
-        return True
-
-    monkeypatch.setattr(sending, "_send", send)
-    return calls
 
 
 @pytest.fixture
