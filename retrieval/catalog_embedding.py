@@ -143,7 +143,7 @@ _IN_MAX = 5000
 
 def _stale(space, artworks, existing: dict) -> tuple[list[tuple], int]:
     """(the artworks, as `_ART_FIELDS` rows, whose stored vectors are missing or stale,
-    as `_embed_chunk` takes them; how many are up to date)."""
+    as `_embed_batch` takes them; how many are up to date)."""
     todo, fresh = [], 0
     for art_id, caption, title, image, genre_id, artist_id, style_id in artworks:
         text = caption or title
@@ -188,19 +188,30 @@ def _embed_catalog(
         )
         report.seconds = time.monotonic() - started
         return report
-    _images_load(embedder, space, todo)
-    if progress:
-        progress(0, total, "embedding artworks")
-    for start in range(0, total, batch_size):
-        chunk = todo[start : start + batch_size]
-        _embed_chunk(space, embedder, labels, chunk, report)
-        if progress:
-            progress(min(start + batch_size, total), total, "embedding artworks")
+    _embed_batches(
+        embedder,
+        space,
+        labels,
+        todo,
+        batch_size,
+        report,
+        lambda done: progress and progress(done, total, "embedding artworks"),
+    )
     report.seconds = time.monotonic() - started
     return report
 
 
-def _embed_chunk(space, embedder, labels, chunk, report: EmbedReport) -> None:
+def _embed_batches(embedder, space, labels, todo, batch_size, report, done) -> None:
+    """Embed `todo` (stale rows, as `_stale` gives them) batch by batch, each batch its own
+    transaction; `done(n)` after each, from 0 (before the first) to len(todo)."""
+    _images_load(embedder, space, todo)
+    done(0)
+    for start in range(0, len(todo), batch_size):
+        _embed_batch(space, embedder, labels, todo[start : start + batch_size], report)
+        done(min(start + batch_size, len(todo)))
+
+
+def _embed_batch(space, embedder, labels, chunk, report: EmbedReport) -> None:
     ids = [c[0] for c in chunk]
     rows = {
         e.artwork_id: e for e in ArtworkEmbedding.objects.filter(space=space, artwork_id__in=ids)
@@ -309,13 +320,11 @@ def _chunk_embed(embedder, space, labels, ids, batch_size, report, progress) -> 
         stale, up_to_date = _stale(space, rows, existing)
         todo += stale
         fresh += up_to_date
-    _images_load(embedder, space, todo)
     before = (report.captions_embedded, report.images_embedded, report.reassembled)
     skipped = len(ids) - len(todo)  # up to date meanwhile, or deleted
-    progress(skipped, len(ids))
-    for start in range(0, len(todo), batch_size):
-        _embed_chunk(space, embedder, labels, todo[start : start + batch_size], report)
-        progress(skipped + min(start + batch_size, len(todo)), len(ids))
+    _embed_batches(
+        embedder, space, labels, todo, batch_size, report, lambda n: progress(skipped + n, len(ids))
+    )
     return {
         "artworks": len(ids),
         "up_to_date": fresh,
