@@ -530,6 +530,10 @@ LOGGING = {
         # module, and the generic build is what runs); sentence-transformers logs each
         # model load and draws a progress bar per batch at INFO.
         "faiss.loader": {"level": "WARNING"},
+        # bitsandbytes (8-bit AdamW for LoRA training) warns on import, in every process
+        # that imports it, that an optional CPU 4-bit kernel package is missing; nothing
+        # here uses 4-bit kernels.
+        "bitsandbytes.backends.cpu.ops": {"level": "ERROR"},
         "sentence_transformers": {"level": "WARNING"},
         # A request for a host not in ALLOWED_HOSTS is answered 400; scanners send many,
         # and each would otherwise log a traceback.

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # False alarms and noise the console must not show (issue #16).
 NOISE = (
     "Could not load library with AVX2 support",
+    "Failed to load CPU gemm_4bit_forward",
     "No hostname was supplied",
     "LOAD REPORT",
     "Loading SentenceTransformer model",
