@@ -119,6 +119,11 @@ def embed_catalog(
     """
     from jobs.locks import exclusive
 
+    for name, value, least in (("batch_size", batch_size, 1), ("chunk_size", chunk_size, 0)):
+        if value is not None and value < least:  # a negative one would embed nothing
+            raise ValueError(f"{name} must be at least {least} (got {value})")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 (got {limit})")
     started = time.monotonic()
     embedder = embedder_get()
     space = space_ensure(embedder)

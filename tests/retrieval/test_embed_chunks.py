@@ -269,3 +269,16 @@ def test_chunk_params_keep_ids_as_runs_and_read_back_in_order():
     assert params["artworks"] == 8 and params["parent"] == 7 and params["batch"] == 16
     assert catalog_embedding.chunk_ids(params) == ids
     assert catalog_embedding.chunk_ids(catalog_embedding.chunk_params("space", [])) == []
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--chunk-size", "-5"), ("--batch-size", "0"), ("--batch-size", "-1"), ("--limit", "-3")],
+)
+def test_the_command_refuses_sizes_that_would_embed_nothing(imported_demo, option, value):
+    """A negative chunk or batch size used to report success having embedded nothing."""
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="must be at least"):
+        call_command("embed_catalog", option, value, "--no-progress")
+    assert not ArtworkEmbedding.objects.exclude(fused_hash="").exists()

@@ -32,7 +32,11 @@ class Command(BaseCommand):
                     limit=opts["limit"],
                     chunk_size=opts["chunk_size"],
                 )
-            except (services.RetrievalUnavailable, catalog_embedding.EmbedChunkFailed) as exc:
+            except (
+                services.RetrievalUnavailable,
+                catalog_embedding.EmbedChunkFailed,
+                ValueError,
+            ) as exc:
                 raise CommandError(str(exc)) from exc
         tiny = (
             " (stand-in model, random weights: vectors are for tests/demo only)"
