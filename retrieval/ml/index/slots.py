@@ -13,7 +13,7 @@ exactly (see `SlotIndex.search_one`). On disk, beside the version's other files:
     content.npy    the content blocks in label-combination order, so the rows of one
                    combination are one contiguous slice (scored without gathering)
 
-Every product runs on FAISS's one-thread SIMD kernels (`dot_rows`, `dot_all`) straight
+Every product runs on FAISS's one-thread SIMD kernels (`kernels.py`) straight
 from the mapped file: no gathered copy, no BLAS thread pool.
 """
 
@@ -30,6 +30,7 @@ import numpy as np
 
 from .exact import SlotParts
 from .gpu import GPU_MAX_K, gpu_flat
+from .kernels import dot_all, dot_rows
 from .versions import fsync_file
 
 SLOT_LAYOUT = 3  # version of the slot index layout; older slot indexes must be rebuilt
@@ -197,54 +198,6 @@ def slot_tables_write(
     fsync_file(folder / "content.npy")
 
 
-def _check_kernel_args(matrix: np.ndarray, q: np.ndarray) -> None:
-    # FAISS reads raw memory: a strided or wrongly typed array would give wrong numbers.
-    if not (
-        matrix.dtype == np.float32
-        and q.dtype == np.float32
-        and matrix.flags.c_contiguous
-        and q.flags.c_contiguous
-        and matrix.ndim == 2
-        and q.shape == (matrix.shape[1],)
-    ):
-        raise ValueError("FAISS kernels need C-contiguous float32 arrays of matching width")
-
-
-def dot_rows(matrix: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """`matrix[rows] @ q` without copying the rows out: FAISS's SIMD kernel, one thread.
-
-    Measured on the real catalog (1,000 scattered rows of the 81k x 384 content block, one
-    search after another): numpy's gather + product took about twice as long, the copy
-    being most of it, and numpy's BLAS on 2 threads is far slower on a busy machine.
-    `matrix` must be C-contiguous float32 and `q` float32 of its width.
-    """
-    _check_kernel_args(matrix, q)
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    out = np.empty(len(rows), dtype=np.float32)
-    if len(rows):
-        faiss.fvec_inner_products_by_idx(
-            faiss.swig_ptr(out),
-            faiss.swig_ptr(q),
-            faiss.swig_ptr(matrix),
-            faiss.swig_ptr(rows),
-            matrix.shape[1],
-            1,
-            len(rows),
-        )
-    return out
-
-
-def dot_all(matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """`matrix @ q` on one thread (FAISS's kernel: no BLAS thread pool to wake)."""
-    _check_kernel_args(matrix, q)
-    out = np.empty(len(matrix), dtype=np.float32)
-    if len(matrix):
-        faiss.fvec_inner_products_ny(
-            faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(matrix), q.size, len(matrix)
-        )
-    return out
-
-
 def _expand(ptr: np.ndarray, members: np.ndarray, groups: np.ndarray):
     """Rows of the given groups of a CSR grouping (their positions in it when `members` is
     None), and for each row its position in `groups`."""
@@ -408,7 +361,11 @@ class SlotIndex:
                     break
                 # Combinations that can still beat the k-th best: label > kth - bound.
                 cut = int(np.searchsorted(falling, bound - kth, side="left"))
-                if cut >= len(hot) and pending is not None:
+                if start >= len(hot):
+                    # The sorted head is spent and its last one could still reach the top
+                    # k (else the loop would have stopped): sort the rest, whose labels
+                    # are all lower. (Only now: a label-only query has no k-th best yet
+                    # when it starts, and its first batch usually ends it.)
                     more, pending = _best_first(pending, combo_label, len(pending))
                     hot = np.concatenate([hot, more])
                     falling = -combo_label[hot]

@@ -210,3 +210,32 @@ def test_threshold_step_sorts_combinations_lazily_and_stays_exact(tmp_path, monk
     want, _ = exact_search(rows, ids, queries, 20)
     scores, _found = loaded.search(queries, 20)
     np.testing.assert_allclose(scores, want, atol=1e-5)
+
+
+def test_label_only_search_sorts_only_the_head_of_the_combinations(tmp_path, monkeypatch):
+    """A label-only query is settled by its best combinations: the threshold step must not
+    sort every combination first (at 1 M rows, 126,609 of them, it took most of 20 ms)."""
+    from retrieval.ml.index import LoadedIndex, build_index
+    from retrieval.ml.index import slots as slots_module
+
+    from .test_index import _fused_catalog
+
+    rows, parts = _fused_catalog(3000, 16, seed=15)
+    ids = np.arange(len(rows), dtype=np.int64) + 10
+    loaded = LoadedIndex.open(build_index(rows, ids, tmp_path, kind="slots", blocks=4).path)
+    assert loaded.slots.tables["combo_labels"].shape[0] > 100
+    sorted_sizes = []
+    best_first = slots_module._best_first
+
+    def recording(combos, label, head):
+        sorted_sizes.append(min(head, len(combos)))
+        return best_first(combos, label, head)
+
+    monkeypatch.setattr(slots_module, "HOT_HEAD", 8)
+    monkeypatch.setattr(slots_module, "_best_first", recording)
+    _content, genres, artists, _styles = parts
+    for q in (query_vector(artist=artists[3], dim=16), query_vector(genre=genres[2], dim=16)):
+        want, _ = exact_search(rows, ids, q[None, :], 5)
+        scores, _found = loaded.search(q[None, :], 5)
+        np.testing.assert_allclose(scores, want, atol=1e-5)
+    assert sorted_sizes == [8, 8]

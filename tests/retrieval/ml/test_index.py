@@ -13,6 +13,7 @@ from retrieval.ml.index import (
     LoadedIndex,
     build_index,
     exact_search,
+    kernels,
     list_versions,
     read_current,
 )
@@ -440,11 +441,11 @@ def test_faiss_row_kernels_match_numpy_and_refuse_strided_input():
     q = rng.standard_normal(48).astype(np.float32)
     rows = rng.choice(500, 120, replace=True)
     np.testing.assert_allclose(
-        slots_module.dot_rows(matrix, q, rows), matrix[rows] @ q, rtol=1e-5, atol=1e-5
+        kernels.dot_rows(matrix, q, rows), matrix[rows] @ q, rtol=1e-5, atol=1e-5
     )
-    np.testing.assert_allclose(slots_module.dot_all(matrix, q), matrix @ q, rtol=1e-5, atol=1e-5)
-    assert slots_module.dot_rows(matrix, q, np.zeros(0, np.int64)).shape == (0,)
+    np.testing.assert_allclose(kernels.dot_all(matrix, q), matrix @ q, rtol=1e-5, atol=1e-5)
+    assert kernels.dot_rows(matrix, q, np.zeros(0, np.int64)).shape == (0,)
     with pytest.raises(ValueError, match="C-contiguous float32"):
-        slots_module.dot_all(matrix[:, ::2], q[::2])  # strided: raw memory would be wrong
+        kernels.dot_all(matrix[:, ::2], q[::2])  # strided: raw memory would be wrong
     with pytest.raises(ValueError, match="C-contiguous float32"):
-        slots_module.dot_rows(matrix.astype(np.float64), q, rows)
+        kernels.dot_rows(matrix.astype(np.float64), q, rows)
