@@ -7,6 +7,7 @@ A version folder holds:
     vectors.npy      float32 (n, d) rows, for exact and filtered search (not "compressed")
     meta.json        kind, n, d, parameters, timings, the caller's meta, `snapshot_at`
     slots.npz, content.npy   slot and compressed indexes only (`slots.py`, `compressed.py`)
+    codes.npy, codes.pq      the compressed kind: each row's content code (`rowcodes.py`)
     neighbours.npy   optional: each row's nearest rows (`build_index`'s `neighbours`)
 
 Builds never touch the served version: a build writes a temporary folder inside `root`,
@@ -38,6 +39,7 @@ from .exact import SlotParts
 from .gpu import GPU_KINDS, check_gpu_mode, gpu_count
 from .loaded import LoadedIndex
 from .overlay import overlay_compact
+from .rowcodes import row_codes_write
 from .slots import slot_build, slot_tables_write
 from .versions import (
     FORMAT_VERSION,
@@ -307,6 +309,8 @@ def build_index(
         if tables is not None:
             content = parts.content if parts is not None else vectors[:, : d // 4]
             slot_tables_write(tmp, tables, content)
+        if params.get("row_codes"):
+            row_codes_write(tmp)
         if neighbours > 0:
             _write_neighbours(
                 tmp,

@@ -13,6 +13,9 @@ of codes per query. The "compressed" kind keeps the same tables and search
 - label slots are look-up tables (`slots.npz`), so no fused row is stored at all: exact
   and filtered paths score rows from their parts (`exact.slot_exact_rows`), and a fused
   vector is put together on demand (`LoadedIndex.vectors_of`);
+- when the threshold step finds more rows able to reach the top k than it scores exactly
+  (`SlotIndex.expand_max`), it ranks the rest by 8-bit codes of each row's content
+  (`rowcodes.py`, `codes.npy`: w / 8 bytes a row) and re-scores the best exactly;
 - it is built from `SlotParts` (content may be a memory map) chunk by chunk, so the build
   never holds the fused matrix either.
 
@@ -28,6 +31,7 @@ import faiss
 import numpy as np
 
 from .exact import SlotParts
+from .rowcodes import ROW_CODES_MIN, row_codes_name
 from .slots import SlotIndex, slot_params, slot_tables_parts
 
 COMPRESSED_MIN = 500_000  # rows above which `build_index(kind="auto", blocks=4)` picks it
@@ -73,6 +77,8 @@ def compressed_build(
     index.nprobe = min(nprobe, nlist)
     params = slot_params(tables, f"ivf{nlist},pq{w // 4}x4fs")
     params.update({"nlist": nlist, "nprobe": int(index.nprobe), "vectors": "parts"})
+    if parts.n >= ROW_CODES_MIN and row_codes_name(w):
+        params["row_codes"] = row_codes_name(w)  # written beside content.npy (build.py)
     return index, params, tables
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from .exact import SlotParts
 from .gpu import GPU_MAX_K, gpu_flat
 from .kernels import dot_all, dot_rows
+from .rowcodes import RowCodes
 from .versions import fsync_file
 
 SLOT_LAYOUT = 3  # version of the slot index layout; older slot indexes must be rebuilt
@@ -229,6 +230,16 @@ def _best_first(combos: np.ndarray, label: np.ndarray, head: int):
     return first[np.argsort(-label[first], kind="stable")], combos[part[head:]]
 
 
+def _still_reaching(head, pending, label, floor) -> np.ndarray:
+    """The combinations of `head` (sorted, best label first) and `pending` (unsorted, all
+    lower, or None) whose label exceeds `floor`, best first."""
+    head = head[label[head] > floor]
+    if pending is None:
+        return head
+    rest = pending[label[pending] > floor]
+    return np.concatenate([head, rest[np.argsort(-label[rest], kind="stable")]])
+
+
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     """Whether each of `values` is in `sorted_set` (sorted, unique)."""
     if not len(sorted_set):
@@ -252,8 +263,14 @@ class SlotIndex:
     # 0.995, 500 0.993; 700 took ~20% less time than 1,000.
     refine: int = 700
     content_candidates: int = 200
-    # At most this many rows are re-scored by the threshold step of one search.
+    # At most this many rows are re-scored by the threshold step of one search. Beyond
+    # them, an index with row codes (the compressed kind, `rowcodes.py`) ranks up to
+    # `overflow_max` more by code and re-scores the best `overflow_refine` (or 1/64 of
+    # them) exactly; one without stops there.
     expand_max: int = 30_000
+    overflow_max: int = 4_000_000
+    overflow_refine: int = 2000
+    row_codes: RowCodes | None = field(default=None, repr=False)
     # On a GPU host: an exact flat index of the distinct content vectors (`attach_gpu`).
     gpu_index: Any = field(default=None, repr=False)
 
@@ -276,7 +293,15 @@ class SlotIndex:
         if "nprobe" in params:  # the compressed kind's IVF content index
             faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
         # A plain array view of the mapped file: faster indexing.
-        return cls(index=index, tables=tables, content=content.view(np.ndarray), n=n, d=d)
+        row_codes = RowCodes.open(path, n) if params.get("row_codes") else None
+        return cls(
+            index=index,
+            tables=tables,
+            content=content.view(np.ndarray),
+            n=n,
+            d=d,
+            row_codes=row_codes,
+        )
 
     def distinct_content(self, chunk: int = 65536):
         """The distinct content vectors in the content index's order, in chunks."""
@@ -357,7 +382,7 @@ class SlotIndex:
             budget = self.expand_max
             start, batch = 0, 256
             while start < len(hot) or pending is not None:
-                if budget <= 0:
+                if budget <= 0 and self.row_codes is None:
                     break
                 # Combinations that can still beat the k-th best: label > kth - bound.
                 cut = int(np.searchsorted(falling, bound - kth, side="left"))
@@ -377,12 +402,21 @@ class SlotIndex:
                 stop = int(np.searchsorted(ends, before + batch, side="left")) + 1
                 stop = min(max(stop, start + 1), cut)
                 positions, _owner = _expand(t["combo_ptr"], None, hot[start:stop])
-                start, batch = stop, batch * 2
                 rows = t["combo_rows"][positions]
                 keep = ~_member(rows, seen)
                 if mask is not None:
                     keep &= mask[rows]
-                positions, rows = positions[keep][:budget], rows[keep][:budget]
+                positions, rows = positions[keep], rows[keep]
+                if len(rows) > budget and self.row_codes is not None and has_content:
+                    # More rows can still reach the top k than `expand_max`: rank them
+                    # all by their row codes instead, and score the best exactly.
+                    rest = _still_reaching(hot[start:], pending, combo_label, kth - bound)
+                    rows, add = self._overflow(qc, rest, seen, mask, combo_label)
+                    scored = np.concatenate([scored, rows])
+                    totals = np.concatenate([totals, add])
+                    break
+                start, batch = stop, batch * 2
+                positions, rows = positions[:budget], rows[:budget]
                 if not len(rows):
                     continue
                 budget -= len(rows)
@@ -402,6 +436,24 @@ class SlotIndex:
         scores[: len(top)] = totals[top]
         out[: len(top)] = scored[top]
         return scores, out
+
+    def _overflow(self, qc, combos, seen, mask, combo_label) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, exact totals) of the best rows of `combos` (label order), ranked by their
+        row codes: the `overflow_refine` best, or 1/64 of them if more, up to
+        `overflow_max` rows ranked (the best labels first)."""
+        t = self.tables
+        ends = np.cumsum(t["combo_sizes"][combos])
+        combos = combos[: int(np.searchsorted(ends, self.overflow_max, side="right")) or 1]
+        positions, _owner = _expand(t["combo_ptr"], None, combos)
+        rows = t["combo_rows"][positions]
+        keep = ~_member(rows, seen)
+        if mask is not None:
+            keep &= mask[rows]
+        positions, rows = positions[keep], rows[keep]
+        label = combo_label[t["combo_of_row"][rows]]
+        count = max(self.overflow_refine, len(rows) // 64)
+        best = self.row_codes.best(qc, positions, label, count)
+        return rows[best], label[best] + dot_rows(self.content, qc, positions[best])
 
     def _content_best(self, qc, k, mask) -> tuple[np.ndarray, np.ndarray, float]:
         """Best distinct content vectors for `qc` with exact scores, best first, and the
