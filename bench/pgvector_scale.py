@@ -1,7 +1,8 @@
 """The pgvector mirror at scale: "similar artworks" over 1 M fused vectors in PostgreSQL.
 
-    .venv/bin/python bench/pgvector_scale.py --rows 1000000 [--kinds float,bq]
-        [--small-rows 200000] [--queries 50] [--candidates 200,400,800] [--storage PLAIN]
+    .venv/bin/python bench/pgvector_scale.py --rows 1000000 [--kinds float,bq,half]
+        [--small-rows 200000] [--queries 50] [--candidates 200,400,800]
+        [--ef-search 100,200,400] [--storage PLAIN]
         [--stage generate,load,index,serve] [--work DIR]
 
 The catalog is `bench/scale.py`'s (WikiArt's structure scaled up; generated once into
@@ -12,8 +13,10 @@ Index kinds, each built on the `--rows` table (`--kinds`) and on a `--small-rows
 - `float`: what production builds and asks (`retrieval.pgvector.pgvector_index_sql` and
   `similar_sql`): HNSW over the float rows by inner product, `hnsw.ef_search` as
   `RETRIEVAL_PG_EF_SEARCH`;
-- `bq`, the alternative tried (SQL here): HNSW over binary-quantised rows (Hamming), the
-  `--candidates` nearest re-ranked by the exact inner product.
+- `bq`, an alternative tried (SQL here): HNSW over binary-quantised rows (Hamming), the
+  `--candidates` nearest re-ranked by the exact inner product;
+- `half`, another (SQL here): HNSW over the rows cast to `halfvec` (2 bytes a dimension),
+  ordered by the halfvec inner product, at each `--ef-search`.
 
 Queries are what "similar artworks" asks: an artwork's own fused vector, k 50, itself
 excluded, unrestricted and restricted to one style's artworks (as the page's filters),
@@ -113,6 +116,31 @@ def bq_similar_sql(table: str, dim: int, vector, exclude_id: int, k: int, allowe
     return sql, [literal, *params, literal, cand, k]
 
 
+def half_index_sql(table: str, name: str, dim: int) -> str:
+    """The other alternative tried: HNSW over the rows cast to halfvec (half the bytes)."""
+    return (
+        f"CREATE INDEX {name} ON {table} USING hnsw "
+        f"((embedding::halfvec({dim})) halfvec_ip_ops) "
+        f"WITH (m = 16, ef_construction = 64) WHERE space_id = {SPACE}"
+    )
+
+
+def half_similar_sql(table: str, dim: int, vector, exclude_id: int, k: int, allowed):
+    """Its query: ordered by the halfvec inner product, scored with the float one."""
+    from retrieval.pgvector import vector_literal
+
+    cast, half, literal = f"vector({dim})", f"halfvec({dim})", vector_literal(vector)
+    where, params = "space_id = %s AND artwork_id <> %s", [SPACE, exclude_id]
+    if allowed is not None:
+        where += " AND artwork_id = ANY(%s)"
+        params.append([int(i) for i in allowed])
+    sql = (
+        f"SELECT artwork_id, -((embedding::{cast}) <#> %s::{cast}) AS score FROM {table} "
+        f"WHERE {where} ORDER BY (embedding::{half}) <#> %s::{half} LIMIT %s"
+    )
+    return sql, [literal, *params, literal, k]
+
+
 def index(work: Path, table: str, kind: str) -> dict:
     from retrieval.pgvector import pgvector_index_sql
 
@@ -121,9 +149,11 @@ def index(work: Path, table: str, kind: str) -> dict:
     conn.execute("SET max_parallel_maintenance_workers = 1")  # the leader + 1: two cores
     name = f"{table}_{kind}"
     conn.execute(f"DROP INDEX IF EXISTS {name}")
-    sql = (
-        bq_index_sql(table, name, D) if kind == "bq" else pgvector_index_sql(table, name, SPACE, D)
-    )
+    sql = {
+        "bq": lambda: bq_index_sql(table, name, D),
+        "half": lambda: half_index_sql(table, name, D),
+        "float": lambda: pgvector_index_sql(table, name, SPACE, D),
+    }[kind]()
     started = time.perf_counter()
     conn.execute(sql)
     seconds = time.perf_counter() - started
@@ -150,7 +180,7 @@ def serve(work: Path, table: str, kind: str, count: int, candidates: list[int]) 
     _scores, want = slot_exact_rows(parts, queries, K + 1, exact_rows)
     out["exact_numpy_ms_per_query"] = round((time.perf_counter() - t0) / count * 1000, 1)
     for form in ("all", "one style"):
-        for cand in candidates if kind == "bq" else [max(candidates)]:
+        for cand in candidates:
             lat, recalls, short = [], [], 0
             for qi, row in enumerate(rows):
                 q = queries[qi]
@@ -159,12 +189,15 @@ def serve(work: Path, table: str, kind: str, count: int, candidates: list[int]) 
                     allowed = np.flatnonzero(style_of == style_of[row]) + 1
                 if kind == "bq":
                     sql, params = bq_similar_sql(table, D, q, int(row) + 1, K, allowed, cand)
+                elif kind == "half":
+                    sql, params = half_similar_sql(table, D, q, int(row) + 1, K, allowed)
                 else:
                     sql, params = similar_sql(table, SPACE, D, q, int(row) + 1, K, allowed)
                 started = time.perf_counter()
                 with conn.transaction():
                     conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                    conn.execute(f"SET LOCAL hnsw.ef_search = {int(cand)}")  # >= the limit
+                    ef = cand if kind == "half" else max(cand, K)  # bq: ef >= its LIMIT
+                    conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
                     got = conn.execute(sql, params).fetchall()
                 lat.append(time.perf_counter() - started)
                 ids = np.array([r[0] for r in got], dtype=np.int64) - 1
@@ -197,7 +230,8 @@ def main() -> None:
     ap.add_argument("--small-rows", type=int, default=200_000)
     ap.add_argument("--kinds", default="float,bq", help="indexes on the --rows table")
     ap.add_argument("--queries", type=int, default=50)
-    ap.add_argument("--candidates", default="100,200,400")
+    ap.add_argument("--candidates", default="100,200,400", help="bq: rows re-ranked")
+    ap.add_argument("--ef-search", default="100,200,400", help="half: hnsw.ef_search values")
     ap.add_argument("--work", type=Path, default=ROOT / "var" / "bench-pgvector")
     ap.add_argument("--stage", default="generate,load,index,serve")
     ap.add_argument("--storage", default="", help="PLAIN, MAIN, EXTERNAL (default: the type's)")
@@ -213,6 +247,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     stages = args.stage.split(",")
     cands = [int(c) for c in args.candidates.split(",")]
+    efs = [int(c) for c in args.ef_search.split(",")]
     report: dict = {}
     try:
         if "generate" in stages and not (work / "labels.npz").exists():
@@ -236,7 +271,9 @@ def main() -> None:
                     report[f"index {table} {kind}"] = index(work, table, kind)
                     print("index", table, report[f"index {table} {kind}"], flush=True)
                 if "serve" in stages:
-                    wide = cands if kind == "bq" else [settings.RETRIEVAL_PG_EF_SEARCH]
+                    wide = {"float": [settings.RETRIEVAL_PG_EF_SEARCH], "half": efs}.get(
+                        kind, cands
+                    )
                     report[f"serve {table} {kind}"] = serve(work, table, kind, args.queries, wide)
     finally:
         from config.pgserver import stop_server
