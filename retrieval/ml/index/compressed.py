@@ -42,6 +42,15 @@ _TRAIN_PER_LIST = 40  # k-means training points per list (FAISS warns below 39)
 _ADD_CHUNK = 65536
 
 
+def compressed_refine(distinct: int) -> int:
+    """Candidates re-scored exactly after the IVF scan: one per 3,000 distinct content
+    vectors, 1,500 to 6,000. The 4-bit codes rank close neighbours loosely, and a larger
+    catalog packs more of them near a query. Measured on bench/scale.py's catalogs (k 50,
+    content prompts, nprobe 48): at 1 M rows recall@50 0.973 with 700, 0.985 with 1,500;
+    at 10 M 0.849 with 700, 0.968 with 1,500, 0.998 with 3,000 (p50 2.3 ms)."""
+    return int(min(6000, max(1500, distinct // 3000)))
+
+
 def ivf_lists(distinct: int) -> int:
     """Number of IVF lists: a power of two near 2 * sqrt(distinct), 16 to 16,384."""
     target = 2 * math.sqrt(max(distinct, 1))
@@ -77,6 +86,7 @@ def compressed_build(
     index.nprobe = min(nprobe, nlist)
     params = slot_params(tables, f"ivf{nlist},pq{w // 4}x4fs")
     params.update({"nlist": nlist, "nprobe": int(index.nprobe), "vectors": "parts"})
+    params["refine"] = compressed_refine(distinct)
     if parts.n >= ROW_CODES_MIN and row_codes_name(w):
         params["row_codes"] = row_codes_name(w)  # written beside content.npy (build.py)
     return index, params, tables

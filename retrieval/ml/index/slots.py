@@ -260,7 +260,8 @@ class SlotIndex:
     # Distinct content vectors re-scored exactly after the compressed scan, and how many of
     # the best are trusted as the true top (see `search_one`). On the real catalog (400
     # bench prompts, k 50, one run): 1,000 candidates gave recall@50 0.998, 700 0.997, 600
-    # 0.995, 500 0.993; 700 took ~20% less time than 1,000.
+    # 0.995, 500 0.993; 700 took ~20% less time than 1,000. The compressed kind records
+    # its own, by catalog size (`compressed.compressed_refine`).
     refine: int = 700
     content_candidates: int = 200
     # At most this many rows are re-scored by the threshold step of one search. Beyond
@@ -300,6 +301,7 @@ class SlotIndex:
             content=content.view(np.ndarray),
             n=n,
             d=d,
+            refine=int(params.get("refine", cls.refine)),
             row_codes=row_codes,
         )
 

@@ -185,7 +185,7 @@ def test_compressed_kind_at_its_defaults_keeps_recall(compressed):
     from retrieval.ml.index import exact_search
 
     rows, ids, queries, _info, loaded = compressed
-    assert loaded.slots.refine == 700  # the defaults, as served
+    assert loaded.slots.refine == 1500  # the defaults, as served (`compressed_refine`)
     k = 25
     want, _ = exact_search(rows, ids, queries, k)
     scores, _found = loaded.search(queries, k)
@@ -239,3 +239,11 @@ def test_label_only_search_sorts_only_the_head_of_the_combinations(tmp_path, mon
         scores, _found = loaded.search(q[None, :], 5)
         np.testing.assert_allclose(scores, want, atol=1e-5)
     assert sorted_sizes == [8, 8]
+
+
+def test_compressed_refine_grows_with_the_catalog_within_its_bounds():
+    from retrieval.ml.index.compressed import compressed_refine
+
+    assert compressed_refine(5_000) == compressed_refine(885_113) == 1500
+    assert compressed_refine(8_805_786) == 2935
+    assert compressed_refine(10**9) == 6000
