@@ -225,9 +225,30 @@ def _best_first(combos: np.ndarray, label: np.ndarray, head: int):
     """(the `head` best of `combos` by label, best first; the others unsorted, or None)."""
     if len(combos) <= head:
         return combos[np.argsort(-label[combos], kind="stable")], None
-    part = np.argpartition(-label[combos], head - 1)
-    first = combos[part[:head]]
-    return first[np.argsort(-label[first], kind="stable")], combos[part[head:]]
+    values = label[combos]
+    candidates = _at_least_head(values, head)
+    part = candidates[np.argpartition(-values[candidates], head - 1)[:head]]
+    rest = np.ones(len(combos), dtype=bool)
+    rest[part] = False
+    first = combos[part]
+    return first[np.argsort(-label[first], kind="stable")], combos[rest]
+
+
+def _at_least_head(values: np.ndarray, head: int) -> np.ndarray:
+    """Positions of `values` that include its `head` largest: for many values, those at or
+    above a cut read off an evenly spaced sample (~4 * head of them), so that the selection
+    runs over those instead of all (at 10 M rows: 1.2 M label combinations, a 2,048 head);
+    every position when the cut keeps too few."""
+    n = len(values)
+    if n <= 32 * head:
+        return np.arange(n)
+    step = n // (8 * head)
+    sample = values[::step]
+    rank = max(1, 4 * head // step)  # of the sample's largest, standing for ~4 * head
+    cut = np.partition(sample, len(sample) - rank)[len(sample) - rank]
+    above = np.flatnonzero(values >= cut)
+    # At least `head` values >= cut: the head-th largest is >= cut, so all of the head are.
+    return above if len(above) >= head else np.arange(n)
 
 
 def _still_reaching(head, pending, label, floor) -> np.ndarray:

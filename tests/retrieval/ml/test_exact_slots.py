@@ -247,3 +247,25 @@ def test_compressed_refine_grows_with_the_catalog_within_its_bounds():
     assert compressed_refine(5_000) == compressed_refine(885_113) == 1500
     assert compressed_refine(8_805_786) == 2935
     assert compressed_refine(10**9) == 6000
+
+
+@pytest.mark.parametrize("kind", ["spread", "ties", "few high"])
+def test_best_first_picks_the_head_through_a_sampled_cut(kind):
+    """`_best_first` must return the `head` largest, best first, and every other one once,
+    whether the sampled cut narrows the selection (spread values), keeps too many (ties)
+    or too few (a handful of high values the sample misses)."""
+    from retrieval.ml.index.slots import _best_first
+
+    rng = np.random.default_rng(21)
+    label = {
+        "spread": rng.standard_normal(200_000),
+        "ties": np.round(rng.standard_normal(200_000), 1),
+        "few high": np.concatenate([np.zeros(199_990), np.arange(1.0, 11.0)]),
+    }[kind].astype(np.float32)
+    combos = rng.permutation(len(label))[:150_000]
+    head = 64
+    first, rest = _best_first(combos, label, head)
+    want = np.sort(label[combos])[::-1][:head]
+    np.testing.assert_array_equal(label[first], want)
+    assert len(first) == head and (np.diff(label[first]) <= 0).all()
+    np.testing.assert_array_equal(np.sort(np.concatenate([first, rest])), np.sort(combos))
