@@ -405,8 +405,8 @@ class SlotIndex:
             budget = self.expand_max
             start, batch = 0, 256
             while start < len(hot) or pending is not None:
-                if budget <= 0 and self.row_codes is None:
-                    break
+                if budget <= 0 and (self.row_codes is None or not has_content):
+                    break  # (with row codes, the next batch goes to `_overflow`)
                 # Combinations that can still beat the k-th best: label > kth - bound.
                 cut = int(np.searchsorted(falling, bound - kth, side="left"))
                 if start >= len(hot):
