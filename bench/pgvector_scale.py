@@ -100,13 +100,10 @@ def bq_index_sql(table: str, name: str, dim: int) -> str:
 
 def bq_similar_sql(table: str, dim: int, vector, exclude_id: int, k: int, allowed, cand: int):
     """Its query: the `cand` nearest quantised rows, re-ranked by the exact inner product."""
-    from retrieval.pgvector import vector_literal
+    from retrieval.pgvector import similar_filter_sql, vector_literal
 
     cast, bits, literal = f"vector({dim})", f"bit({dim})", vector_literal(vector)
-    where, params = "space_id = %s AND artwork_id <> %s", [SPACE, exclude_id]
-    if allowed is not None:
-        where += " AND artwork_id = ANY(%s)"
-        params.append([int(i) for i in allowed])
+    where, params = similar_filter_sql(SPACE, exclude_id, allowed)
     sql = (
         f"SELECT artwork_id, -((embedding::{cast}) <#> %s::{cast}) AS score FROM ("
         f"SELECT artwork_id, embedding FROM {table} WHERE {where} "
@@ -127,13 +124,10 @@ def half_index_sql(table: str, name: str, dim: int) -> str:
 
 def half_similar_sql(table: str, dim: int, vector, exclude_id: int, k: int, allowed):
     """Its query: ordered by the halfvec inner product, scored with the float one."""
-    from retrieval.pgvector import vector_literal
+    from retrieval.pgvector import similar_filter_sql, vector_literal
 
     cast, half, literal = f"vector({dim})", f"halfvec({dim})", vector_literal(vector)
-    where, params = "space_id = %s AND artwork_id <> %s", [SPACE, exclude_id]
-    if allowed is not None:
-        where += " AND artwork_id = ANY(%s)"
-        params.append([int(i) for i in allowed])
+    where, params = similar_filter_sql(SPACE, exclude_id, allowed)
     sql = (
         f"SELECT artwork_id, -((embedding::{cast}) <#> %s::{cast}) AS score FROM {table} "
         f"WHERE {where} ORDER BY (embedding::{half}) <#> %s::{half} LIMIT %s"

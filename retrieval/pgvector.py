@@ -62,16 +62,23 @@ def similar_sql(
     Run it with `hnsw.iterative_scan` on, so that a filtered scan still fills k."""
     cast = f"vector({dim})"
     literal = vector_literal(vector)
-    where = "space_id = %s AND artwork_id <> %s"
-    params: list = [literal, space_pk, exclude_id]
-    if allowed is not None:
-        where += " AND artwork_id = ANY(%s)"
-        params.append([int(i) for i in allowed])
+    where, params = similar_filter_sql(space_pk, exclude_id, allowed)
     sql = (
         f"SELECT artwork_id, -((embedding::{cast}) <#> %s::{cast}) AS score FROM {table} "
         f"WHERE {where} ORDER BY (embedding::{cast}) <#> %s::{cast} LIMIT %s"
     )
-    return sql, [*params, literal, k]
+    return sql, [literal, *params, literal, k]
+
+
+def similar_filter_sql(space_pk: int, exclude_id: int, allowed=None) -> tuple[str, list]:
+    """(WHERE clause, parameters) of a "similar artworks" query: the space's rows but
+    `exclude_id`, and with `allowed`, only those artwork ids."""
+    where = "space_id = %s AND artwork_id <> %s"
+    params: list = [space_pk, exclude_id]
+    if allowed is not None:
+        where += " AND artwork_id = ANY(%s)"
+        params.append([int(i) for i in allowed])
+    return where, params
 
 
 def pgvector_index_ensure(space: EmbeddingSpace) -> None:
