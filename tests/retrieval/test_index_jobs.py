@@ -65,3 +65,12 @@ def test_failed_rebuild_job_records_the_error(imported_demo, monkeypatch):
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "out of memory" in job.error
     assert selectors.index_status()["built"] is False
+
+
+def test_the_job_api_shows_parameters_but_not_the_recorded_task(admin_client, imported_demo):
+    job = services.index_rebuild_request()
+    job.refresh_from_db()
+    assert "_task" in job.params  # recorded before sending (jobs.sending)
+    shown = admin_client.get(f"/api/jobs/{job.pk}/").json()["params"]
+    assert "_task" not in shown
+    assert shown == {k: v for k, v in job.params.items() if k != "_task"}
